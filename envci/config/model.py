@@ -1,0 +1,310 @@
+"""The typed model of envci.yaml.
+
+Pydantic gives us strict validation, unknown-key rejection and a JSON Schema from one definition,
+which hand-written checks would duplicate and drift from. Field descriptions are what
+`envci schema` publishes and what README's reference is generated from.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
+
+from envci.durations import parse_duration
+
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+RESERVED_LABEL_PREFIX = "envci.io/"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+def _duration(v: Any) -> str:
+    parse_duration(v)  # raises ValueError with the accepted forms
+    return str(v)
+
+
+Duration = Annotated[str, Field(description="A duration such as 90s, 30m, 4h, 1d or 2h30m")]
+
+
+class SecretRef(Strict):
+    """Where a secret's value comes from. Values are never written into envci.yaml itself."""
+
+    from_env: str | None = Field(None, description="Name of an environment variable on the CI runner")
+    secret: str | None = Field(None, description="Name of a Kubernetes Secret (in `secret_namespace`)")
+    key: str | None = Field(None, description="Key inside the Kubernetes Secret")
+    secret_namespace: str | None = Field(
+        None, description="Namespace of the Kubernetes Secret (default: the current kubeconfig namespace)"
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "SecretRef":
+        if bool(self.from_env) == bool(self.secret):
+            raise ValueError("give exactly one of `from_env` or `secret` (with `key`)")
+        if self.secret and not self.key:
+            raise ValueError("`secret` needs `key`: the key inside the Kubernetes Secret")
+        return self
+
+
+class Quota(Strict):
+    """A ResourceQuota for the environment's namespace; set a field to null to leave it unlimited."""
+
+    cpu: str | None = Field("8", description="requests.cpu for the whole namespace")
+    memory: str | None = Field("16Gi", description="requests.memory for the whole namespace")
+    limits_cpu: str | None = Field(None, description="limits.cpu for the whole namespace")
+    limits_memory: str | None = Field(None, description="limits.memory for the whole namespace")
+    pods: int | None = Field(100, description="Maximum number of pods")
+    services: int | None = Field(None, description="Maximum number of Services")
+    persistentvolumeclaims: int | None = Field(20, description="Maximum number of PVCs")
+
+
+class Limits(Strict):
+    """A LimitRange: defaults for containers that set no requests or limits."""
+
+    default_cpu: str | None = Field("500m", description="Default container CPU limit")
+    default_memory: str | None = Field("512Mi", description="Default container memory limit")
+    default_request_cpu: str | None = Field("50m", description="Default container CPU request")
+    default_request_memory: str | None = Field("64Mi", description="Default container memory request")
+    max_cpu: str | None = Field(None, description="Maximum CPU limit of one container")
+    max_memory: str | None = Field(None, description="Maximum memory limit of one container")
+
+
+class Network(Strict):
+    """Network isolation between environments."""
+
+    isolate: bool = Field(
+        True,
+        description="Install a default-deny ingress NetworkPolicy that still allows traffic inside the namespace",
+    )
+    allow_from_namespaces: list[str] = Field(
+        default_factory=lambda: ["ingress-nginx"],
+        description="Namespaces (by name) allowed to reach the environment, e.g. your ingress controller's",
+    )
+
+
+class NamespaceSettings(Strict):
+    labels: dict[str, str] = Field(default_factory=dict, description="Extra labels on the namespace")
+    annotations: dict[str, str] = Field(default_factory=dict, description="Extra annotations on the namespace")
+    prefix: str = Field("envci-", description="Prefix of the namespace name")
+    quota: Quota | None = Field(default_factory=Quota, description="ResourceQuota; null for none")
+    limits: Limits | None = Field(default_factory=Limits, description="LimitRange; null for none")
+    network: Network = Field(default_factory=Network, description="Network isolation")
+
+    @field_validator("labels", "annotations")
+    @classmethod
+    def _not_reserved(cls, v: dict[str, str]) -> dict[str, str]:
+        for key in v:
+            if key.startswith(RESERVED_LABEL_PREFIX) or key == "app.kubernetes.io/managed-by":
+                raise ValueError(
+                    f"{key!r} is reserved: envci sets it to track the environment; choose another key"
+                )
+        return v
+
+
+class Helm(Strict):
+    """A Helm release."""
+
+    chart: str = Field(
+        description="Local chart directory (relative to envci.yaml), a repo chart name with `repo`, or oci://..."
+    )
+    repo: str | None = Field(None, description="Chart repository URL for a named chart")
+    version: str | None = Field(None, description="Chart version (required for repo and oci:// charts)")
+    release: str | None = Field(None, description="Release name (default: the component's name)")
+    values_files: list[str] = Field(default_factory=list, description="Values files, relative to envci.yaml")
+    values: dict[str, Any] = Field(default_factory=dict, description="Inline values (templated)")
+
+    @model_validator(mode="after")
+    def _remote_needs_version(self) -> "Helm":
+        remote = self.repo or self.chart.startswith("oci://")
+        if remote and not self.version:
+            raise ValueError("a repository or oci:// chart needs `version` so builds are reproducible")
+        return self
+
+
+class Wait(Strict):
+    timeout: Duration = Field("5m", description="How long wait-ready waits for this component")
+    enabled: bool = Field(True, description="Whether wait-ready waits for this component at all")
+
+    _v = field_validator("timeout", mode="before")(_duration)
+
+
+class Expose(Strict):
+    """How the component is reached: gives the environment's URLs."""
+
+    service: str | None = Field(None, description="Service name (default: the component's name)")
+    port: int = Field(80, ge=1, le=65535, description="Service port")
+    host: str | None = Field(None, description="Host name (templated), e.g. `{{ env.name }}.preview.example.com`")
+    path: str = Field("/", description="Path prefix of the URL")
+    scheme: Literal["http", "https"] = Field("http", description="URL scheme")
+
+
+class Component(Strict):
+    name: str = Field(description="DNS-1123 label, unique in the file, at most 40 characters")
+    helm: Helm | None = Field(None, description="Install a Helm chart")
+    manifests: list[str] | None = Field(None, description="Kubernetes manifest files or globs, relative to envci.yaml")
+    depends_on: list[str] = Field(default_factory=list, description="Components installed and ready before this one")
+    wait: Wait = Field(default_factory=Wait, description="Readiness waiting")
+    expose: Expose | None = Field(None, description="How to reach the component (gives ENVCI_URL_<NAME>)")
+
+    @field_validator("name")
+    @classmethod
+    def _dns(cls, v: str) -> str:
+        if not DNS_LABEL.match(v) or len(v) > 40:
+            raise ValueError(f"{v!r} is not a DNS-1123 label of at most 40 characters (a-z, 0-9, '-')")
+        return v
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> "Component":
+        if (self.helm is None) == (self.manifests is None):
+            raise ValueError("give exactly one of `helm` or `manifests`")
+        return self
+
+
+class SqlSeed(Strict):
+    sql: list[str] = Field(description="SQL files run in order, one transaction per file")
+    component: str | None = Field(None, description="Database component reached by port-forward")
+    service: str | None = Field(None, description="Service to port-forward to (default: the component's name)")
+    port: int = Field(5432, description="Database port")
+    url: str | None = Field(None, description="A database URL instead of a port-forward (templated)")
+    database: str = Field("postgres", description="Database name")
+    user: str = Field("postgres", description="Database user")
+    password: str | None = Field(None, description="Name of a secret in `secrets:` holding the password")
+
+
+class S3Seed(Strict):
+    s3: str = Field(description="Local fixtures folder to upload, relative to envci.yaml")
+    bucket: str | None = Field(None, description="Bucket name (default: the environment's name)")
+    prefix: str = Field("", description="Key prefix")
+    copy_from: str | None = Field(None, description="s3://bucket/prefix to copy from instead of a folder")
+    endpoint: str | None = Field(None, description="S3-compatible endpoint URL (templated)")
+    region: str = Field("us-east-1", description="Region")
+    access_key: str | None = Field(None, description="Secret name in `secrets:` for the access key id")
+    secret_key: str | None = Field(None, description="Secret name in `secrets:` for the secret access key")
+
+
+class JobSeed(Strict):
+    job: str = Field(description="Name of the seed Job")
+    image: str | None = Field(None, description="Container image")
+    image_from: str | None = Field(None, description="Use the image of this component's first container")
+    command: list[str] = Field(default_factory=list, description="Command and arguments")
+    env: dict[str, str] = Field(default_factory=dict, description="Environment variables (templated)")
+    timeout: Duration = Field("5m", description="How long to wait for the Job")
+
+    _v = field_validator("timeout", mode="before")(_duration)
+
+
+class HttpSeed(Strict):
+    http: str = Field(description="URL (templated), or a path on a component given with `component`")
+    component: str | None = Field(None, description="Component whose service is port-forwarded")
+    method: str = Field("POST", description="HTTP method")
+    files: list[str] = Field(default_factory=list, description="Fixture files sent as request bodies, in order")
+    headers: dict[str, str] = Field(default_factory=dict, description="Headers (templated; may use secrets)")
+    expect_status: list[int] = Field(default_factory=lambda: [200, 201, 204, 409], description="Accepted statuses")
+
+
+class ExecSeed(Strict):
+    exec: list[str] = Field(description="Command run in a running pod of `component`")
+    component: str = Field(description="Component whose pod runs the command")
+    container: str | None = Field(None, description="Container name (default: the first)")
+
+
+
+def _keyed(*keys: str):  # type: ignore[no-untyped-def]
+    """Pick a union member by which identifying key a step has, so errors speak of that member only."""
+
+    def pick(v: Any) -> str | None:
+        if isinstance(v, dict):
+            return next((k for k in keys if k in v), None)
+        return next((k for k in keys if getattr(v, k, None) is not None), None)
+
+    return pick
+
+
+SeedStep = Annotated[
+    Annotated[SqlSeed, Tag("sql")]
+    | Annotated[S3Seed, Tag("s3")]
+    | Annotated[JobSeed, Tag("job")]
+    | Annotated[HttpSeed, Tag("http")]
+    | Annotated[ExecSeed, Tag("exec")],
+    Discriminator(
+        _keyed("sql", "s3", "job", "http", "exec"),
+        custom_error_type="seed_kind",
+        custom_error_message="a seed step needs one of the keys sql, s3, job, http or exec",
+    ),
+]
+
+
+class CommandSuite(Strict):
+    name: str = Field(description="Suite name")
+    command: list[str] | str = Field(description="Command run on the CI runner (a string runs in a shell)")
+    junit: str | None = Field(None, description="JUnit XML path (glob) the command writes")
+    parallel: bool = Field(False, description="May run at the same time as other parallel suites")
+    timeout: Duration = Field("30m", description="How long the suite may run")
+
+    _v = field_validator("timeout", mode="before")(_duration)
+
+
+class JobSuite(Strict):
+    name: str = Field(description="Suite name")
+    job: dict[str, Any] = Field(description="image, command, env, junit (path inside the container)")
+    parallel: bool = False
+    timeout: Duration = "30m"
+
+    _v = field_validator("timeout", mode="before")(_duration)
+
+
+class HelmTestSuite(Strict):
+    name: str = Field(description="Suite name")
+    helm_test: str = Field(description="Component whose release runs `helm test`")
+    parallel: bool = False
+    timeout: Duration = "10m"
+
+    _v = field_validator("timeout", mode="before")(_duration)
+
+
+TestSuite = Annotated[
+    Annotated[CommandSuite, Tag("command")] | Annotated[JobSuite, Tag("job")] | Annotated[HelmTestSuite, Tag("helm_test")],
+    Discriminator(
+        _keyed("command", "job", "helm_test"),
+        custom_error_type="test_kind",
+        custom_error_message="a test suite needs one of the keys command, job or helm_test",
+    ),
+]
+
+
+class Spec(Strict):
+    """The whole of envci.yaml."""
+
+    name: str = Field(description="Application name: the first part of every environment name")
+    ttl: Duration = Field("4h", description="How long an environment lives before the janitor may reap it")
+    namespace: NamespaceSettings = Field(default_factory=NamespaceSettings, description="Namespace settings")
+    values: dict[str, Any] = Field(default_factory=dict, description="Parameters for templates (`values.x`)")
+    secrets: dict[str, SecretRef] = Field(
+        default_factory=dict, description="Named secrets, used in templates as `secrets.NAME`; never printed"
+    )
+    components: list[Component] = Field(default_factory=list, description="What the environment runs")
+    seed: list[SeedStep] = Field(default_factory=list, description="Data loading steps, in order")
+    test: list[TestSuite] = Field(default_factory=list, description="Test suites")
+
+    _v = field_validator("ttl", mode="before")(_duration)
+
+    @field_validator("name")
+    @classmethod
+    def _dns(cls, v: str) -> str:
+        if not DNS_LABEL.match(v) or len(v) > 30:
+            raise ValueError(f"{v!r} is not a DNS-1123 label of at most 30 characters (a-z, 0-9, '-')")
+        return v
+
+    @property
+    def ttl_delta(self) -> timedelta:
+        return parse_duration(self.ttl)
+
+    def component(self, name: str) -> Component:
+        for c in self.components:
+            if c.name == name:
+                return c
+        raise KeyError(name)

@@ -1,0 +1,87 @@
+"""Jinja2 rendering of every string in envci.yaml.
+
+A sandboxed environment refuses attribute access to Python internals (`''.__class__`), and
+StrictUndefined turns a misspelt variable into an error instead of an empty string that would
+silently produce a wrong environment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jinja2
+from jinja2.sandbox import SandboxedEnvironment, SecurityError
+
+from envci.config.yamlpos import Path_
+
+_env = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True)
+
+
+class TemplateProblem(Exception):
+    def __init__(self, path: Path_, message: str, hint: str) -> None:
+        super().__init__(message)
+        self.path = path
+        self.message = message
+        self.hint = hint
+
+
+class LazySecrets(Mapping[str, str]):
+    """`secrets.NAME` in templates: resolved only when a template uses it."""
+
+    def __init__(self, names: list[str], resolve: Callable[[str], str]) -> None:
+        self._names = names
+        self._resolve = resolve
+
+    def __getitem__(self, key: str) -> str:
+        if key not in self._names:
+            raise KeyError(key)
+        return self._resolve(key)
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+
+def render_string(text: str, context: Mapping[str, Any]) -> str:
+    if "{{" not in text and "{%" not in text:
+        return text
+    return _env.from_string(text).render(context)
+
+
+def render_tree(data: Any, context: Mapping[str, Any], path: Path_ = ()) -> tuple[Any, list[TemplateProblem]]:
+    """Render every string value (not keys); collect every problem instead of stopping at the first."""
+    problems: list[TemplateProblem] = []
+
+    def walk(node: Any, at: Path_) -> Any:
+        if isinstance(node, str):
+            try:
+                return render_string(node, context)
+            except SecurityError as e:
+                problems.append(
+                    TemplateProblem(at, f"template refused by the sandbox: {e}", "templates may only read ci, env, values and secrets")
+                )
+            except jinja2.UndefinedError as e:
+                msg = str(e)
+                if "unsafe" in msg:
+                    problems.append(
+                        TemplateProblem(at, f"template refused by the sandbox: {msg}", "templates may only read ci, env, values and secrets")
+                    )
+                else:
+                    problems.append(
+                        TemplateProblem(at, f"undefined template variable: {msg}", "available: ci.*, env.name, env.namespace, values.*, secrets.*")
+                    )
+            except jinja2.TemplateSyntaxError as e:
+                problems.append(TemplateProblem(at, f"template syntax error: {e.message}", "check the {{ }} and {% %} pairs"))
+            except jinja2.TemplateError as e:
+                problems.append(TemplateProblem(at, f"template error: {e}", "see the Jinja2 template documentation"))
+            return node
+        if isinstance(node, dict):
+            return {k: walk(v, at + (k,)) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v, at + (i,)) for i, v in enumerate(node)]
+        return node
+
+    return walk(data, path), problems

@@ -1,0 +1,111 @@
+"""One error hierarchy for envci, and the exit codes CI systems see.
+
+Every error carries a message that names the object and a hint that says what to do next; the CLI
+prints both and exits with the error's code, so a pipeline can tell a broken config from a flaky
+cluster without parsing text.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class ExitCode(enum.IntEnum):
+    """Stable process exit codes (documented in README.md)."""
+
+    OK = 0
+    TESTS_FAILED = 1
+    BAD_INPUT = 2
+    NOT_READY = 3
+    INFRASTRUCTURE = 4
+    CANCELLED = 130
+
+
+class EnvciError(Exception):
+    """Base of every error envci raises on purpose."""
+
+    exit_code: ExitCode = ExitCode.INFRASTRUCTURE
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message if not self.hint else f"{self.message}\n  hint: {self.hint}"
+
+
+class ConfigError(EnvciError):
+    """The user's input (envci.yaml, flags, files it names) is wrong; nothing was changed."""
+
+    exit_code = ExitCode.BAD_INPUT
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        line: int | None = None,
+        field: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        where = ""
+        if file:
+            where = f"{file}:{line}: " if line else f"{file}: "
+        what = f"{field}: " if field else ""
+        super().__init__(f"{where}{what}{message}", hint=hint)
+        self.file = file
+        self.line = line
+        self.field = field
+        self.detail = message
+
+
+class ConfigErrors(ConfigError):
+    """Several configuration problems reported at once, so a user fixes them in one pass."""
+
+    def __init__(self, errors: list[ConfigError]) -> None:
+        self.errors = errors
+        text = "\n".join(str(e) for e in errors)
+        EnvciError.__init__(self, f"{len(errors)} problem(s) in the configuration:\n{text}")
+        self.file = errors[0].file if errors else None
+        self.line = errors[0].line if errors else None
+        self.field = errors[0].field if errors else None
+        self.detail = text
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InfrastructureError(EnvciError):
+    """The cluster, Helm, or another service failed; retrying later may succeed."""
+
+    exit_code = ExitCode.INFRASTRUCTURE
+
+
+class NotReadyError(EnvciError):
+    """The environment did not become ready; `failures` says which workload and why."""
+
+    exit_code = ExitCode.NOT_READY
+
+    def __init__(self, message: str, *, failures: list[dict] | None = None, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.failures = failures or []
+
+
+class TestsFailedError(EnvciError):
+    """Tests ran and some failed: the environment worked, the code under test did not."""
+
+    exit_code = ExitCode.TESTS_FAILED
+    __test__ = False  # not a pytest class
+
+
+class CancelledError(EnvciError):
+    """The stage was interrupted by a signal; what exists is recorded for teardown."""
+
+    exit_code = ExitCode.CANCELLED
+
+
+class LockedError(EnvciError):
+    """Another stage holds this environment's lease."""
+
+    exit_code = ExitCode.INFRASTRUCTURE
