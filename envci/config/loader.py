@@ -37,6 +37,7 @@ class LoadedConfig:
     root: Path  # no path may point outside this (the repository)
     digest: str  # of the rendered spec, secrets excluded: tells provision whether anything changed
     lines: dict[Path_, int]
+    context: dict[str, Any]  # the template context, for rendering manifest files the same way
 
     def resolve_path(self, rel: str) -> Path:
         return (self.base_dir / rel).resolve()
@@ -135,7 +136,7 @@ def load_config(
     digest = hashlib.sha256(
         json.dumps(redact_secrets(rendered, cache), sort_keys=True, default=str).encode()
     ).hexdigest()[:16]
-    return LoadedConfig(spec=spec, identity=ident, file=file, base_dir=base, root=root, digest=digest, lines=lines)
+    return LoadedConfig(spec=spec, identity=ident, file=file, base_dir=base, root=root, digest=digest, lines=lines, context=context)
 
 
 def redact_secrets(data: Any, values: Mapping[str, str]) -> Any:

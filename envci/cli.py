@@ -1,0 +1,194 @@
+"""Command-line interface: argument parsing only. Each command calls one stage function."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from envci import __version__
+from envci.errors import CancelledError, ConfigError, EnvciError, ExitCode
+from envci.output import Reporter
+
+EXIT_CODES_HELP = """exit codes:
+  0  success
+  1  tests failed (the environment worked; the code under test did not)
+  2  bad input: envci.yaml, a file it names, or a flag (nothing was changed)
+  3  the environment did not become ready
+  4  infrastructure error: the cluster, Helm or another service failed
+  130  cancelled by a signal (what exists is recorded for teardown)
+"""
+
+
+def _common(p: argparse.ArgumentParser, *, config: bool = True) -> None:
+    if config:
+        p.add_argument("-c", "--config", default=os.environ.get("ENVCI_CONFIG", "envci.yaml"), help="path to envci.yaml (default: %(default)s, or $ENVCI_CONFIG)")
+        p.add_argument("--env", default=os.environ.get("ENVCI_ENV") or None, help="environment name, overriding the one derived from the CI context")
+    p.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config, in-cluster)")
+    p.add_argument("-o", "--output", choices=("text", "json"), default="text", help="result format on stdout (progress always goes to stderr)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="envci",
+        description="An isolated, production-like Kubernetes environment for every CI build.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"envci {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, help_: str, *, config: bool = True) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=help_, epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+        _common(p, config=config)
+        return p
+
+    add("validate", "check envci.yaml without touching the cluster")
+    p = add("schema", "print the JSON Schema of envci.yaml", config=False)
+    p = add("provision", "create or update the build's environment and install its components")
+    p.add_argument("--no-wait-dependencies", action="store_true", help="do not wait for dependencies to be ready before installing dependents")
+    p = add("wait-ready", "wait until every workload of the environment is ready")
+    p.add_argument("--timeout", default=None, help="overall deadline, e.g. 5m (default: each component's wait.timeout)")
+    p.add_argument("--component", action="append", default=None, help="wait only for this component (repeatable)")
+    p = add("teardown", "remove the environment and everything it created (idempotent)")
+    p.add_argument("--timeout", default="5m", help="how long to wait for the namespace to go (default: %(default)s)")
+    p.add_argument("--force", action="store_true", help="remove finalizers from envci-owned objects if the namespace is stuck")
+    p = add("status", "show one environment: components, readiness, URLs, expiry")
+    p = add("list", "list all environments envci manages", config=False)
+    p.add_argument("--app", default=None, help="only this application's environments")
+    p = add("cluster", "the embedded local cluster: up | down | status | kubeconfig", config=False)
+    p.add_argument("action", choices=("up", "down", "status", "kubeconfig"))
+    return parser
+
+
+def _load(args: argparse.Namespace, *, secrets: bool = True, check_files: bool = True) -> Any:
+    from envci.ci import detect_context
+    from envci.config.loader import env_secret_resolver, load_config, placeholder_resolver
+
+    ctx = detect_context(os.environ)
+    resolver = env_secret_resolver(os.environ) if secrets else placeholder_resolver
+    return load_config(args.config, ctx, env_override=args.env, resolve_secret=resolver, check_files=check_files)
+
+
+def _kube(args: argparse.Namespace) -> Any:
+    from envci.kube.client import connect
+
+    return connect(args.kubeconfig)
+
+
+def _target(args: argparse.Namespace) -> dict[str, str | None]:
+    """Which environment a command means: --env alone needs no envci.yaml (the branch may be gone)."""
+    if args.env and not os.path.exists(args.config):
+        from envci.identity import dns_label
+
+        return {"name": dns_label(args.env), "namespace": None}
+    cfg = _load(args, secrets=False, check_files=False)
+    return {"name": cfg.identity.name, "namespace": cfg.identity.namespace}
+
+
+def run(args: argparse.Namespace, rep: Reporter) -> int:
+    cmd = args.command
+    if args.kubeconfig:
+        os.environ["KUBECONFIG"] = args.kubeconfig
+    if cmd == "cluster":
+        from envci.localcluster.command import main as cluster_main
+
+        return cluster_main(args.action, args.output)
+    if cmd == "schema":
+        from envci.config.schema import schema
+
+        print(json.dumps(schema(), indent=2))
+        return ExitCode.OK
+    if cmd == "validate":
+        cfg = _load(args, secrets=False)
+        from envci.plan import install_order
+
+        waves = install_order(cfg.spec.components)
+        rep.result(
+            {"valid": True, "name": cfg.identity.name, "namespace": cfg.identity.namespace, "install_order": waves},
+            f"{cfg.file}: valid\n  environment {cfg.identity.name} (namespace {cfg.identity.namespace})\n"
+            f"  install order: {' -> '.join('[' + ', '.join(w) + ']' for w in waves)}",
+        )
+        return ExitCode.OK
+    if cmd == "provision":
+        from envci.stages.provision import provision
+        from envci.stages.wait_ready import wait_ready
+
+        cfg = _load(args)
+        kube = _kube(args)
+        waiter = None if args.no_wait_dependencies else (lambda names: wait_ready(cfg, kube, rep, components=names))
+        res = provision(cfg, kube, rep, wait_between_waves=waiter)
+        urls = "".join(f"\n  {k}: {v}" for k, v in res["urls"].items())
+        rep.result(res, f"environment {res['name']} provisioned in namespace {res['namespace']}" + (f"\nurls:{urls}" if urls else ""))
+        return ExitCode.OK
+    if cmd == "wait-ready":
+        from envci.durations import parse_duration
+        from envci.stages.wait_ready import wait_ready
+
+        cfg = _load(args, secrets=False)
+        try:
+            timeout = parse_duration(args.timeout) if args.timeout else None
+        except ValueError as e:
+            raise ConfigError(str(e), field="--timeout") from None
+        res = wait_ready(cfg, _kube(args), rep, components=args.component, timeout=timeout)
+        rep.result(res, f"environment {res['name']} is ready ({res['seconds']}s)")
+        return ExitCode.OK
+    if cmd == "teardown":
+        from envci.durations import parse_duration
+        from envci.stages.teardown import teardown
+
+        t = _target(args)
+        res = teardown(_kube(args), rep, namespace=t["namespace"], name=t["name"], timeout=parse_duration(args.timeout).total_seconds(), force=args.force)
+        rep.result(res, f"environment {res['name']} removed" if res["existed"] else f"environment {res['name']} did not exist; nothing to do")
+        return ExitCode.OK
+    if cmd == "status":
+        from envci.stages.status import format_status, status
+
+        t = _target(args)
+        res = status(_kube(args), namespace=t["namespace"], name=t["name"])
+        if res is None:
+            rep.result({"name": t["name"], "exists": False}, f"environment {t['name']} does not exist")
+            return ExitCode.NOT_READY
+        rep.result(res, format_status(res))
+        return ExitCode.OK if res["ready"] else ExitCode.NOT_READY
+    if cmd == "list":
+        from envci.stages.status import format_list, list_environments
+
+        envs = list_environments(_kube(args), app=args.app)
+        rep.result({"environments": envs}, format_list(envs))
+        return ExitCode.OK
+    raise AssertionError(cmd)
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise CancelledError(f"stopped by signal {signum}", hint="run `envci teardown` (or let the janitor) remove what exists")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    rep = Reporter(args.output)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        return int(run(args, rep))
+    except KeyboardInterrupt:
+        print("envci: cancelled", file=sys.stderr)
+        return ExitCode.CANCELLED
+    except EnvciError as e:
+        if args.output == "json":
+            payload: dict[str, Any] = {"error": e.message, "hint": e.hint, "exit_code": int(e.exit_code), "type": type(e).__name__}
+            if hasattr(e, "errors"):
+                payload["errors"] = [{"file": x.file, "line": x.line, "field": x.field, "message": x.detail, "hint": x.hint} for x in e.errors]
+            if hasattr(e, "failures"):
+                payload["failures"] = e.failures
+            rep.result(payload, "")
+        print(f"envci {args.command}: error: {e}", file=sys.stderr)
+        return int(e.exit_code)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

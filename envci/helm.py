@@ -1,0 +1,148 @@
+"""The only place that talks to Helm (through pyhelm3, which drives the real `helm` binary).
+
+Credentials reach helm as a kubeconfig file, never as `--kube-token` on the command line, because
+pyhelm3 logs whole command lines; a redacting filter on its logger masks anything else secret.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pyhelm3 import Client
+from pyhelm3 import errors as helm_errors
+
+from envci.errors import ConfigError, InfrastructureError
+from envci.redact import RedactingFilter, redact, truncate
+
+logging.getLogger("pyhelm3").addFilter(RedactingFilter())
+for _h in ("pyhelm3.command", "pyhelm3.client"):
+    logging.getLogger(_h).addFilter(RedactingFilter())
+
+
+def helm_executable() -> str:
+    """`$ENVCI_HELM`, then `helm` on PATH, then the one built for the local cluster."""
+    explicit = os.environ.get("ENVCI_HELM")
+    if explicit:
+        return explicit
+    found = shutil.which("helm")
+    if found:
+        return found
+    from envci.localcluster import binaries_dir
+
+    local = binaries_dir() / "helm"
+    if local.exists():
+        return str(local)
+    raise InfrastructureError(
+        "the helm binary was not found",
+        hint="install Helm 3 and put it on PATH, set ENVCI_HELM, or run `envci cluster up` to build one",
+    )
+
+
+@dataclass(frozen=True)
+class ReleaseResult:
+    release: str
+    revision: int
+    status: str
+    changed: bool
+
+
+def load_values_files(paths: list[Path]) -> list[dict[str, Any]]:
+    out = []
+    for p in paths:
+        try:
+            data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as e:
+            raise ConfigError(f"cannot read values file: {e}", file=str(p)) from None
+        if not isinstance(data, dict):
+            raise ConfigError("a values file must hold a mapping", file=str(p))
+        out.append(data)
+    return out
+
+
+class Helm:
+    def __init__(self, kubeconfig: str | None = None, *, timeout: str = "5m") -> None:
+        self.executable = helm_executable()
+        self.kubeconfig = kubeconfig or os.environ.get("KUBECONFIG")
+        try:
+            self.client = Client(
+                executable=self.executable,
+                kubeconfig=Path(self.kubeconfig) if self.kubeconfig else None,
+                default_timeout=timeout,
+            )
+        except (AssertionError, OSError, subprocess.SubprocessError) as e:
+            raise InfrastructureError(f"cannot run helm ({self.executable}): {e}") from None
+
+    async def ensure(
+        self,
+        release: str,
+        chart_ref: str | Path,
+        *,
+        namespace: str,
+        values: list[dict[str, Any]],
+        version: str | None = None,
+        repo: str | None = None,
+        timeout: str = "5m",
+    ) -> ReleaseResult:
+        """Install, upgrade, or leave alone when chart and values are unchanged.
+
+        A release left pending by an interrupted run is rolled back or removed first, so a re-run
+        converges instead of failing with "another operation is in progress".
+        """
+        try:
+            chart = await self.client.get_chart(chart_ref, version=version, repo=repo)
+            before = await self._revision(release, namespace)
+            rev = await self.client.ensure_release(
+                release, chart, *values, namespace=namespace, timeout=timeout, create_namespace=False
+            )
+        except helm_errors.ChartNotFoundError as e:
+            raise ConfigError(f"chart {chart_ref} not found: {_clean(e)}", hint="check chart, repo and version") from None
+        except helm_errors.FailedToRenderChartError as e:
+            raise ConfigError(f"chart {chart_ref} failed to render: {_clean(e)}", hint="run `helm template` on it with the same values") from None
+        except helm_errors.Error as e:
+            raise InfrastructureError(f"helm failed for release {release} in {namespace}: {_clean(e)}") from None
+        return ReleaseResult(release, rev.revision, str(rev.status.value), before != rev.revision)
+
+    async def _revision(self, release: str, namespace: str) -> int | None:
+        try:
+            return (await self.client.get_current_revision(release, namespace=namespace)).revision
+        except helm_errors.ReleaseNotFoundError:
+            return None
+
+    async def uninstall(self, release: str, namespace: str, timeout: str = "2m") -> None:
+        try:
+            await self.client.uninstall_release(release, namespace=namespace, timeout=timeout, wait=False)
+        except helm_errors.Error as e:
+            raise InfrastructureError(f"helm uninstall of {release} in {namespace} failed: {_clean(e)}") from None
+
+    async def releases(self, namespace: str) -> list[dict[str, Any]]:
+        try:
+            return list(
+                await self.client.list_release_definitions(
+                    namespace=namespace, include_failed=True, include_pending=True, include_deployed=True
+                )
+            )
+        except helm_errors.Error as e:
+            raise InfrastructureError(f"helm list in {namespace} failed: {_clean(e)}") from None
+
+    def test(self, release: str, namespace: str, timeout: str = "10m") -> subprocess.CompletedProcess[str]:
+        """`helm test`; pyhelm3 has no call for it, so it is the one direct subprocess."""
+        cmd = [self.executable, "test", release, "--namespace", namespace, "--logs", "--timeout", timeout]
+        if self.kubeconfig:
+            cmd += ["--kubeconfig", self.kubeconfig]
+        return subprocess.run(cmd, capture_output=True, text=True, check=False)
+
+
+def _clean(e: BaseException) -> str:
+    return truncate(redact(str(e).strip()), 1500)
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)

@@ -1,0 +1,206 @@
+"""The one place envci talks to the Kubernetes API.
+
+Stages call these thin methods; the objects they return are plain dicts in API JSON shape
+(camelCase), which is what the pure rules in readiness.py take. API errors become
+InfrastructureError with the Status message only: response bodies can carry secrets.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import urllib3
+from kubernetes import client, config, watch
+from kubernetes.client.exceptions import ApiException
+from kubernetes.dynamic import DynamicClient
+from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
+
+from envci.errors import ConfigError, InfrastructureError
+from envci.redact import redact, truncate
+
+FIELD_MANAGER = "envci"
+
+# kinds wait-ready looks at, with the API path to list them
+WORKLOAD_KINDS: tuple[tuple[str, str], ...] = (
+    ("apps/v1", "Deployment"),
+    ("apps/v1", "StatefulSet"),
+    ("apps/v1", "DaemonSet"),
+    ("batch/v1", "Job"),
+    ("v1", "PersistentVolumeClaim"),
+    ("v1", "Service"),
+)
+
+
+def status_message(e: ApiException) -> str:
+    """The API's own explanation, never the raw body (it may echo submitted secrets)."""
+    try:
+        body = json.loads(e.body or "{}")
+        if body.get("kind") == "Status" and body.get("message"):
+            return truncate(redact(str(body["message"])), 500)
+    except (ValueError, TypeError):
+        pass
+    return f"HTTP {e.status} {e.reason}"
+
+
+def api_error(e: ApiException, doing: str) -> InfrastructureError:
+    hint = None
+    if e.status in (401, 403):
+        hint = "check the kubeconfig's credentials and the RBAC described in README (\"Permissions\")"
+    return InfrastructureError(f"Kubernetes API refused to {doing}: {status_message(e)}", hint=hint)
+
+
+class Kube:
+    """A connected client; construct with `connect()`."""
+
+    def __init__(self, api: client.ApiClient) -> None:
+        self.api = api
+        self.core = client.CoreV1Api(api)
+        self.coordination = client.CoordinationV1Api(api)
+        self._dyn: DynamicClient | None = None
+
+    @property
+    def dyn(self) -> DynamicClient:
+        if self._dyn is None:
+            try:
+                self._dyn = DynamicClient(self.api)
+            except (urllib3.exceptions.HTTPError, ApiException, OSError) as e:
+                raise InfrastructureError(f"cannot reach the Kubernetes API: {e}") from None
+        return self._dyn
+
+    # --- generic -------------------------------------------------------------------------------
+
+    def resource(self, api_version: str, kind: str) -> Any:
+        try:
+            return self.dyn.resources.get(api_version=api_version, kind=kind)
+        except ResourceNotFoundError:
+            raise ConfigError(
+                f"the cluster has no API for {kind} ({api_version})",
+                hint="install the CRD first, or check apiVersion and kind",
+            ) from None
+
+    def apply(self, obj: dict[str, Any], namespace: str | None) -> dict[str, Any]:
+        """Server-side apply: idempotent, and it leaves other managers' fields alone."""
+        res = self.resource(obj["apiVersion"], obj["kind"])
+        name = obj["metadata"]["name"]
+        kw: dict[str, Any] = {"namespace": namespace} if res.namespaced else {}
+        try:
+            out = res.server_side_apply(body=obj, name=name, field_manager=FIELD_MANAGER, force_conflicts=True, **kw)
+        except ApiException as e:
+            raise api_error(e, f"apply {obj['kind']} {name}") from None
+        return out.to_dict()
+
+    def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
+        res = self.resource(api_version, kind)
+        try:
+            return res.get(name=name, namespace=namespace).to_dict()
+        except NotFoundError:
+            return None
+        except ApiException as e:
+            raise api_error(e, f"read {kind} {name}") from None
+
+    def list(
+        self, api_version: str, kind: str, namespace: str | None = None, label_selector: str | None = None
+    ) -> list[dict[str, Any]]:
+        res = self.resource(api_version, kind)
+        try:
+            out = res.get(namespace=namespace, label_selector=label_selector)
+        except NotFoundError:
+            return []
+        except ApiException as e:
+            raise api_error(e, f"list {kind}") from None
+        items = out.to_dict().get("items", [])
+        for item in items:  # list items omit kind/apiVersion; the rules dispatch on kind
+            item.setdefault("kind", kind)
+            item.setdefault("apiVersion", api_version)
+        return items
+
+    def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> bool:
+        """Delete with Background propagation (Foreground can hang); False if it was already gone."""
+        res = self.resource(api_version, kind)
+        try:
+            res.delete(name=name, namespace=namespace, body={"propagationPolicy": "Background"})
+            return True
+        except NotFoundError:
+            return False
+        except ApiException as e:
+            if e.status == 404:
+                return False
+            raise api_error(e, f"delete {kind} {name}") from None
+
+    def patch_merge(self, api_version: str, kind: str, name: str, patch: dict[str, Any], namespace: str | None = None) -> dict[str, Any]:
+        res = self.resource(api_version, kind)
+        try:
+            return res.patch(
+                name=name, namespace=namespace, body=patch, content_type="application/merge-patch+json"
+            ).to_dict()
+        except ApiException as e:
+            raise api_error(e, f"update {kind} {name}") from None
+
+    # --- namespaces ----------------------------------------------------------------------------
+
+    def namespace(self, name: str) -> dict[str, Any] | None:
+        return self.get("v1", "Namespace", name)
+
+    def namespaces(self, label_selector: str) -> list[dict[str, Any]]:
+        return self.list("v1", "Namespace", label_selector=label_selector)
+
+    # --- pods, events, logs --------------------------------------------------------------------
+
+    def pods(self, namespace: str) -> list[dict[str, Any]]:
+        return self.list("v1", "Pod", namespace)
+
+    def events(self, namespace: str) -> list[dict[str, Any]]:
+        return self.list("v1", "Event", namespace)
+
+    def log_tail(self, namespace: str, pod: str, container: str | None = None, lines: int = 20) -> str:
+        try:
+            text = self.core.read_namespaced_pod_log(
+                pod, namespace, container=container, tail_lines=lines, _request_timeout=10
+            )
+        except ApiException as e:
+            return f"(no logs: {status_message(e)})"
+        except (urllib3.exceptions.HTTPError, OSError) as e:
+            return f"(no logs: {e})"
+        return truncate(redact(text or ""), 4000)
+
+    def watch_pods(self, namespace: str, timeout_seconds: int, resource_version: str | None = None) -> Iterator[dict[str, Any]]:
+        """Yields on any pod change in the namespace, or returns after `timeout_seconds`."""
+        w = watch.Watch()
+        try:
+            for event in w.stream(
+                self.core.list_namespaced_pod,
+                namespace,
+                timeout_seconds=max(1, timeout_seconds),
+                resource_version=resource_version,
+                _request_timeout=timeout_seconds + 5,
+            ):
+                yield event
+        except ApiException as e:
+            if e.status == 410:  # resource version expired: the caller re-lists anyway
+                return
+            raise api_error(e, f"watch pods in {namespace}") from None
+        except (urllib3.exceptions.HTTPError, OSError):
+            return  # a dropped watch only means we re-list sooner
+        finally:
+            w.stop()
+
+
+def connect(kubeconfig: str | None = None, context: str | None = None) -> Kube:
+    """Connect with the given kubeconfig, $KUBECONFIG, ~/.kube/config, or in-cluster credentials."""
+    path = kubeconfig or os.environ.get("KUBECONFIG")
+    cfg = client.Configuration()
+    try:
+        if path or os.path.exists(os.path.expanduser("~/.kube/config")) or context:
+            config.load_kube_config(config_file=path, context=context, client_configuration=cfg)
+        else:
+            config.load_incluster_config(client_configuration=cfg)
+    except (config.ConfigException, OSError, TypeError) as e:
+        raise InfrastructureError(
+            f"no usable Kubernetes credentials: {e}",
+            hint="set KUBECONFIG (or --kubeconfig), or run `envci cluster up` for the local cluster",
+        ) from None
+    cfg.retries = 3  # urllib3 retries connection errors; API-level retries are the caller's
+    return Kube(client.ApiClient(cfg))

@@ -1,0 +1,172 @@
+"""provision: create or update the environment and install its components.
+
+Order matters for cleanup: the namespace (with labels and expiry) and the state record are
+written before anything else, so a provision that dies at any later point leaves an environment
+that teardown and the janitor can find.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import glob
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+from envci import state as st
+from envci.ci.outputs import publish
+from envci.config.loader import LoadedConfig
+from envci.config.model import Component
+from envci.errors import EnvciError, InfrastructureError
+from envci.helm import Helm, load_values_files
+from envci.kube.client import Kube
+from envci.manifests import load_manifest_file, prepare
+from envci.namespace import guard_objects, namespace_object
+from envci.output import Reporter
+from envci.plan import install_order
+from envci.urls import environment_urls
+
+Clock = Callable[[], datetime]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def ensure_namespace(kube: Kube, cfg: LoadedConfig, *, now: datetime) -> None:
+    ident = cfg.identity
+    existing = kube.namespace(ident.namespace)
+    if existing:
+        meta = existing.get("metadata") or {}
+        labels = meta.get("labels") or {}
+        if labels.get("envci.io/managed") != "true":
+            raise InfrastructureError(
+                f"namespace {ident.namespace} exists and is not managed by envci",
+                hint="choose another name with --env or namespace.prefix; envci never takes over a namespace it did not create",
+            )
+        if (existing.get("status") or {}).get("phase") == "Terminating" or meta.get("deletionTimestamp"):
+            raise InfrastructureError(
+                f"namespace {ident.namespace} is still being deleted",
+                hint="wait for the previous teardown to finish (`envci teardown` explains what holds it), then retry",
+            )
+    kube.apply(namespace_object(ident, cfg.spec.namespace, now=now, ttl=cfg.spec.ttl_delta, digest=cfg.digest), None)
+
+
+def manifest_objects(cfg: LoadedConfig, comp: Component) -> list[dict[str, Any]]:
+    objs: list[dict[str, Any]] = []
+    for pattern in comp.manifests or []:
+        for f in sorted(glob.glob(str(cfg.base_dir / pattern), recursive=True)):
+            from pathlib import Path
+
+            for obj in load_manifest_file(Path(f), cfg.context):
+                objs.append(prepare(obj, namespace=cfg.identity.namespace, component=comp.name, source=f))
+    return objs
+
+
+def apply_manifests(kube: Kube, cfg: LoadedConfig, comp: Component) -> list[str]:
+    names = []
+    for obj in manifest_objects(cfg, comp):
+        res = kube.resource(obj["apiVersion"], obj["kind"])
+        if not res.namespaced:
+            raise EnvciError(
+                f"component {comp.name}: {obj['kind']} {obj['metadata']['name']} is cluster-scoped",
+                hint="environments own one namespace; create cluster-scoped objects outside envci or in a chart",
+            )
+        kube.apply(obj, cfg.identity.namespace)
+        names.append(f"{obj['kind']}/{obj['metadata']['name']}")
+    return names
+
+
+async def install_component(kube: Kube, helm: Helm | None, cfg: LoadedConfig, comp: Component, rec: st.ComponentRecord) -> str:
+    ns = cfg.identity.namespace
+    if comp.helm:
+        assert helm is not None
+        h = comp.helm
+        chart: Any = h.chart
+        if not h.repo and not h.chart.startswith("oci://"):
+            chart = cfg.resolve_path(h.chart)
+        values = load_values_files([cfg.resolve_path(v) for v in h.values_files]) + [h.values]
+        res = await helm.ensure(
+            rec.release or comp.name, chart, namespace=ns, values=values, version=h.version, repo=h.repo,
+            timeout=comp.wait.timeout,
+        )
+        rec.revision = res.revision
+        rec.status = "installed"
+        return f"helm release {res.release} revision {res.revision}" + ("" if res.changed else " (unchanged)")
+    names = await asyncio.to_thread(apply_manifests, kube, cfg, comp)
+    rec.objects = names
+    rec.status = "installed"
+    return f"{len(names)} object(s) applied"
+
+
+def provision(
+    cfg: LoadedConfig,
+    kube: Kube,
+    rep: Reporter,
+    *,
+    helm_factory: Callable[[], Helm] = Helm,
+    wait_between_waves: Callable[[list[str]], None] | None = None,
+    clock: Clock = _utcnow,
+) -> dict[str, Any]:
+    ident = cfg.identity
+    spec = cfg.spec
+    rep.progress(f"provisioning environment {ident.name} in namespace {ident.namespace}")
+    ensure_namespace(kube, cfg, now=clock())
+    state = st.load(kube, ident.namespace) or st.EnvState(name=ident.name, namespace=ident.namespace, app=ident.app)
+    previous_digest = state.digest
+    state.ci = {k: v for k, v in ident.ctx.as_template_context().items() if v}
+    for c in spec.components:
+        rec = state.components.get(c.name) or st.ComponentRecord(kind="helm" if c.helm else "manifests")
+        if c.helm:
+            rec.release = c.helm.release or c.name
+        state.components[c.name] = rec
+    state.record("provision", "started", now=clock())
+    st.save(kube, state)
+
+    try:
+        for obj in guard_objects(spec.namespace):
+            kube.apply(obj, ident.namespace)
+        helm = helm_factory() if any(c.helm for c in spec.components) else None
+        waves = install_order(spec.components)
+        for i, wave in enumerate(waves):
+            rep.progress(f"installing {', '.join(wave)}")
+            comps = [spec.component(n) for n in wave]
+            results = asyncio.run(_install_wave(kube, helm, cfg, comps, state))
+            for name, msg in zip(wave, results):
+                rep.progress(f"  {name}: {msg}")
+            needed = {d for c in spec.components for d in c.depends_on}
+            if wait_between_waves and i < len(waves) - 1 and needed & set(wave):
+                wait_between_waves([n for n in wave if n in needed])
+        state.urls = environment_urls(spec.components, ident.namespace)
+        state.digest = cfg.digest
+        state.record("provision", "succeeded", "unchanged" if previous_digest == cfg.digest else "", now=clock())
+        st.save(kube, state)
+    except BaseException as e:
+        state.record("provision", "failed", str(e), now=clock())
+        try:
+            st.save(kube, state)
+        except EnvciError:
+            pass  # the namespace labels alone still let teardown and the janitor find it
+        raise
+
+    out_dir = publish(ident.name, ident.namespace, state.urls)
+    return {
+        "name": ident.name,
+        "namespace": ident.namespace,
+        "urls": state.urls,
+        "components": {n: {"kind": r.kind, "release": r.release, "revision": r.revision, "status": r.status} for n, r in state.components.items()},
+        "changed": previous_digest != cfg.digest,
+        "outputs": str(out_dir),
+    }
+
+
+async def _install_wave(kube: Kube, helm: Helm | None, cfg: LoadedConfig, comps: list[Component], state: st.EnvState) -> list[str]:
+    results = await asyncio.gather(
+        *(install_component(kube, helm, cfg, c, state.components[c.name]) for c in comps), return_exceptions=True
+    )
+    errors = [r for r in results if isinstance(r, BaseException)]
+    for c, r in zip(comps, results):
+        if isinstance(r, BaseException):
+            state.components[c.name].status = "failed"
+    if errors:
+        raise errors[0]
+    return [str(r) for r in results]

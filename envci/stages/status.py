@@ -1,0 +1,87 @@
+"""status and list: what an environment is made of, whether it is ready, and when it expires."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from envci import state as st
+from envci.kube import readiness
+from envci.kube.client import Kube
+from envci.stages.teardown import find_namespace
+from envci.stages.wait_ready import judge, list_workloads
+
+
+def summarize_namespace(ns: dict[str, Any], now: datetime) -> dict[str, Any]:
+    meta = ns["metadata"]
+    labels = meta.get("labels") or {}
+    ann = meta.get("annotations") or {}
+    expires = ann.get("envci.io/expires-at")
+    expired = bool(expires) and datetime.fromisoformat(expires.replace("Z", "+00:00")) <= now
+    return {
+        "name": labels.get("envci.io/env", meta["name"]),
+        "namespace": meta["name"],
+        "app": labels.get("envci.io/app"),
+        "pr": labels.get("envci.io/pr"),
+        "branch": labels.get("envci.io/branch"),
+        "build": labels.get("envci.io/build"),
+        "created_at": ann.get("envci.io/created-at"),
+        "expires_at": expires,
+        "expired": expired,
+        "terminating": bool(meta.get("deletionTimestamp")),
+    }
+
+
+def list_environments(kube: Kube, *, app: str | None = None, now: datetime | None = None) -> list[dict[str, Any]]:
+    sel = "envci.io/managed=true" + (f",envci.io/app={app}" if app else "")
+    now = now or datetime.now(timezone.utc)
+    return sorted((summarize_namespace(n, now) for n in kube.namespaces(sel)), key=lambda e: e["name"])
+
+
+def status(kube: Kube, *, namespace: str | None = None, name: str | None = None) -> dict[str, Any] | None:
+    ns = find_namespace(kube, namespace=namespace, name=name)
+    if ns is None:
+        return None
+    now = datetime.now(timezone.utc)
+    out = summarize_namespace(ns, now)
+    ns_name = ns["metadata"]["name"]
+    state = st.load(kube, ns_name)
+    release_map = {(r.release or n): n for n, r in (state.components.items() if state else [])}
+    items = judge(list_workloads(kube, ns_name), kube.pods(ns_name), release_map, now=now, rules=readiness.Rules())
+    out["components"] = {
+        n: {"kind": r.kind, "release": r.release, "revision": r.revision, "status": r.status} for n, r in (state.components.items() if state else [])
+    }
+    out["workloads"] = [
+        {"component": i.component, "workload": i.ref, "state": i.verdict.state, "reason": i.verdict.reason, "message": i.verdict.message}
+        for i in items
+    ]
+    out["ready"] = all(i.verdict.state == "ready" for i in items)
+    out["urls"] = state.urls if state else {}
+    out["external"] = st.external_from_namespace(ns)
+    out["history"] = state.history[-10:] if state else []
+    return out
+
+
+def format_status(s: dict[str, Any]) -> str:
+    lines = [
+        f"environment {s['name']}  namespace {s['namespace']}",
+        f"  ready: {'yes' if s['ready'] else 'no'}   expires: {s['expires_at']}{' (expired)' if s['expired'] else ''}",
+    ]
+    for n, c in s["components"].items():
+        rev = f" revision {c['revision']}" if c.get("revision") else ""
+        lines.append(f"  component {n}: {c['kind']} {c['status']}{rev}")
+    for w in s["workloads"]:
+        lines.append(f"    {w['workload']} [{w['component']}] {w['state']}: {w['message']}")
+    for n, u in s["urls"].items():
+        lines.append(f"  url {n}: {u}")
+    return "\n".join(lines)
+
+
+def format_list(envs: list[dict[str, Any]]) -> str:
+    if not envs:
+        return "no environments"
+    rows = [("NAME", "NAMESPACE", "APP", "PR", "EXPIRES")]
+    for e in envs:
+        rows.append((e["name"], e["namespace"], e["app"] or "", e["pr"] or "", (e["expires_at"] or "") + (" expired" if e["expired"] else "")))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)

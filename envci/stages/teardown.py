@@ -1,0 +1,162 @@
+"""teardown: remove everything an environment made, idempotently.
+
+It works from what the cluster records (the namespace's labels, `helm list`, the state record),
+not from envci.yaml, so it also cleans up after a provision that crashed half-way or a config
+that has since changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, Callable
+
+from envci import external
+from envci import state as st
+from envci.errors import EnvciError, InfrastructureError
+from envci.helm import Helm
+from envci.kube.client import Kube
+from envci.output import Reporter
+
+Sleep = Callable[[float], None]
+
+
+def find_namespace(kube: Kube, *, namespace: str | None = None, name: str | None = None) -> dict[str, Any] | None:
+    """By namespace name (from the config) or by environment name (`--env`, label envci.io/env)."""
+    if namespace:
+        ns = kube.namespace(namespace)
+        if ns and (ns["metadata"].get("labels") or {}).get("envci.io/managed") == "true":
+            return ns
+        if ns:
+            raise InfrastructureError(f"namespace {namespace} is not managed by envci; refusing to delete it")
+    if name:
+        found = kube.namespaces(f"envci.io/managed=true,envci.io/env={name}")
+        if found:
+            return found[0]
+    return None
+
+
+def stuck_reasons(kube: Kube, ns: dict[str, Any]) -> list[str]:
+    """Why a Terminating namespace is not going away: its conditions and objects with finalizers."""
+    name = ns["metadata"]["name"]
+    reasons = [
+        f"{c.get('type')}: {c.get('message')}"
+        for c in (ns.get("status") or {}).get("conditions") or []
+        if c.get("status") == "True" and c.get("type") in ("NamespaceContentRemaining", "NamespaceFinalizersRemaining", "NamespaceDeletionContentFailure")
+    ]
+    for obj in objects_with_finalizers(kube, name):
+        reasons.append(f"{obj['kind']}/{obj['metadata']['name']} has finalizers {obj['metadata']['finalizers']}")
+    return reasons
+
+
+def objects_with_finalizers(kube: Kube, namespace: str) -> list[dict[str, Any]]:
+    out = []
+    for api_version, kind in (
+        ("v1", "ConfigMap"), ("v1", "Secret"), ("v1", "Pod"), ("v1", "PersistentVolumeClaim"), ("v1", "Service"),
+        ("apps/v1", "Deployment"), ("apps/v1", "StatefulSet"), ("batch/v1", "Job"),
+    ):
+        for obj in kube.list(api_version, kind, namespace):
+            if obj["metadata"].get("finalizers"):
+                obj.setdefault("kind", kind)
+                obj.setdefault("apiVersion", api_version)
+                out.append(obj)
+    return out
+
+
+def teardown(
+    kube: Kube,
+    rep: Reporter,
+    *,
+    namespace: str | None = None,
+    name: str | None = None,
+    timeout: float = 300,
+    force: bool = False,
+    helm_factory: Callable[[], Helm] = Helm,
+    sleep: Sleep = time.sleep,
+) -> dict[str, Any]:
+    ns = find_namespace(kube, namespace=namespace, name=name)
+    label = name or namespace
+    if ns is None:
+        rep.progress(f"environment {label} does not exist: nothing to tear down")
+        return {"name": label, "namespace": namespace, "deleted": False, "existed": False}
+    ns_name = ns["metadata"]["name"]
+    env_name = (ns["metadata"].get("labels") or {}).get("envci.io/env", label)
+    rep.progress(f"tearing down environment {env_name} (namespace {ns_name})")
+    if not ns["metadata"].get("deletionTimestamp"):
+        state = st.load(kube, ns_name)
+        if state:
+            state.record("teardown", "started")
+            try:
+                st.save(kube, state)
+            except EnvciError:
+                pass
+        _uninstall_releases(kube, ns_name, rep, helm_factory)
+    _delete_external(ns, state=st.load(kube, ns_name) if not ns["metadata"].get("deletionTimestamp") else None, rep=rep)
+    kube.delete("v1", "Namespace", ns_name)
+    gone = _wait_gone(kube, ns_name, timeout, rep, sleep, force=force)
+    if not gone:
+        reasons = stuck_reasons(kube, kube.namespace(ns_name) or ns)
+        raise InfrastructureError(
+            f"namespace {ns_name} is stuck in Terminating:\n" + "\n".join(f"  {r}" for r in reasons or ["(no reason reported)"]),
+            hint="an object's finalizer is waiting for a controller that is not running; "
+            "fix that controller, or rerun with --force to remove finalizers from envci-owned objects",
+        )
+    rep.progress(f"environment {env_name} is gone")
+    return {"name": env_name, "namespace": ns_name, "deleted": True, "existed": True}
+
+
+def _uninstall_releases(kube: Kube, namespace: str, rep: Reporter, helm_factory: Callable[[], Helm]) -> None:
+    """Helm first: charts may own cluster-scoped objects that deleting the namespace would leave."""
+    try:
+        helm = helm_factory()
+    except EnvciError as e:
+        rep.warn(f"cannot run helm ({e.message}); deleting the namespace removes the releases' namespaced objects")
+        return
+
+    async def go() -> None:
+        releases = await helm.releases(namespace)
+        for r in releases:
+            rep.progress(f"  uninstalling helm release {r['name']}")
+        await asyncio.gather(*(helm.uninstall(r["name"], namespace) for r in releases))
+
+    try:
+        asyncio.run(go())
+    except EnvciError as e:
+        rep.warn(f"{e.message}; the namespace deletion removes what is left")
+
+
+def _delete_external(ns: dict[str, Any], *, state: st.EnvState | None, rep: Reporter) -> None:
+    items = st.external_from_namespace(ns)
+    if state:
+        items += [i for i in state.external if i not in items]
+    for item in items:
+        rep.progress(f"  deleting {item.get('type')} {item.get('bucket') or item.get('name', '')}")
+        external.delete(item)
+
+
+def _wait_gone(kube: Kube, ns_name: str, timeout: float, rep: Reporter, sleep: Sleep, *, force: bool) -> bool:
+    end = time.monotonic() + timeout
+    forced = False
+    next_note = time.monotonic() + 10
+    while time.monotonic() < end:
+        cur = kube.namespace(ns_name)
+        if cur is None:
+            return True
+        if force and not forced and time.monotonic() > end - timeout + 5:
+            forced = True
+            for obj in objects_with_finalizers(kube, ns_name):
+                if (obj["metadata"].get("labels") or {}).get("envci.io/component") or _owned_by_envci(obj):
+                    rep.progress(f"  --force: removing finalizers {obj['metadata']['finalizers']} from {obj['kind']}/{obj['metadata']['name']}")
+                    kube.patch_merge(obj["apiVersion"], obj["kind"], obj["metadata"]["name"], {"metadata": {"finalizers": None}}, ns_name)
+        if time.monotonic() > next_note:
+            rep.progress(f"  still terminating: {'; '.join(stuck_reasons(kube, cur)) or 'waiting for the namespace controller'}")
+            next_note = time.monotonic() + 15
+        sleep(0.5)
+    return False
+
+
+def _owned_by_envci(obj: dict[str, Any]) -> bool:
+    meta = obj["metadata"]
+    labels = meta.get("labels") or {}
+    annotations = meta.get("annotations") or {}
+    return labels.get("envci.io/managed") == "true" or "meta.helm.sh/release-name" in annotations or labels.get("app.kubernetes.io/managed-by") == "Helm"
