@@ -20,6 +20,7 @@ EXIT_CODES_HELP = """exit codes:
   2  bad input: envci.yaml, a file it names, or a flag (nothing was changed)
   3  the environment did not become ready
   4  infrastructure error: the cluster, Helm or another service failed
+  5  superseded: a newer build of the same PR/branch owns the environment
   130  cancelled by a signal (what exists is recorded for teardown)
 """
 
@@ -60,6 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("status", "show one environment: components, readiness, URLs, expiry")
     p = add("list", "list all environments envci manages", config=False)
     p.add_argument("--app", default=None, help="only this application's environments")
+    p = add("reap", "tear down every expired environment (the janitor)", config=False)
+    p.add_argument("--dry-run", action="store_true", help="list what would be reaped; change nothing")
+    p.add_argument("--app", default=None, help="only this application's environments")
+    p.add_argument("--closed-prs", action="store_true", help="also reap environments whose PR/MR is closed (needs ENVCI_GITHUB_TOKEN or ENVCI_GITLAB_TOKEN)")
+    p = add("extend", "push an environment's expiry")
+    p.add_argument("--ttl", required=True, help="new lifetime from now, e.g. 2h")
     p = add("cluster", "the embedded local cluster: up | down | status | kubeconfig", config=False)
     p.add_argument("action", choices=("up", "down", "status", "kubeconfig"))
     return parser
@@ -87,7 +94,8 @@ def _target(args: argparse.Namespace) -> dict[str, str | None]:
 
         return {"name": dns_label(args.env), "namespace": None}
     cfg = _load(args, secrets=False, check_files=False)
-    return {"name": cfg.identity.name, "namespace": cfg.identity.namespace}
+    build = "" if args.env else cfg.identity.ctx.build  # an explicit --env means "this one", whoever owns it
+    return {"name": cfg.identity.name, "namespace": cfg.identity.namespace, "build": build}
 
 
 def run(args: argparse.Namespace, rep: Reporter) -> int:
@@ -142,7 +150,10 @@ def run(args: argparse.Namespace, rep: Reporter) -> int:
         from envci.stages.teardown import teardown
 
         t = _target(args)
-        res = teardown(_kube(args), rep, namespace=t["namespace"], name=t["name"], timeout=parse_duration(args.timeout).total_seconds(), force=args.force)
+        res = teardown(
+            _kube(args), rep, namespace=t["namespace"], name=t["name"], timeout=parse_duration(args.timeout).total_seconds(),
+            force=args.force, build=t.get("build") or "",
+        )
         rep.result(res, f"environment {res['name']} removed" if res["existed"] else f"environment {res['name']} did not exist; nothing to do")
         return ExitCode.OK
     if cmd == "status":
@@ -160,6 +171,34 @@ def run(args: argparse.Namespace, rep: Reporter) -> int:
 
         envs = list_environments(_kube(args), app=args.app)
         rep.result({"environments": envs}, format_list(envs))
+        return ExitCode.OK
+    if cmd == "reap":
+        from envci.stages.reap import github_pr_open, gitlab_mr_open, reap
+
+        pr_open = None
+        if args.closed_prs:
+            if os.environ.get("ENVCI_GITHUB_TOKEN"):
+                pr_open = github_pr_open(os.environ["ENVCI_GITHUB_TOKEN"], os.environ.get("GITHUB_API_URL", "https://api.github.com"))
+            elif os.environ.get("ENVCI_GITLAB_TOKEN") and os.environ.get("CI_API_V4_URL"):
+                pr_open = gitlab_mr_open(os.environ["ENVCI_GITLAB_TOKEN"], os.environ["CI_API_V4_URL"])
+            else:
+                raise ConfigError("--closed-prs needs ENVCI_GITHUB_TOKEN, or ENVCI_GITLAB_TOKEN with CI_API_V4_URL", field="--closed-prs")
+        res = reap(_kube(args), rep, dry_run=args.dry_run, app=args.app, pr_open=pr_open)
+        verb = "would reap" if args.dry_run else "reaped"
+        lines = [f"{verb} {r['namespace']}: {r['reason']}" for r in res["reaped"]] + [f"failed {f['namespace']}: {f['error']}" for f in res["failed"]]
+        rep.result(res, "\n".join(lines) or "nothing to reap")
+        return ExitCode.INFRASTRUCTURE if res["failed"] else ExitCode.OK
+    if cmd == "extend":
+        from envci.durations import parse_duration
+        from envci.stages.reap import extend
+
+        try:
+            ttl = parse_duration(args.ttl)
+        except ValueError as e:
+            raise ConfigError(str(e), field="--ttl") from None
+        t = _target(args)
+        res = extend(_kube(args), rep, namespace=t["namespace"], name=t["name"], ttl=ttl)
+        rep.result(res, f"{res['namespace']} expires at {res['expires_at']}")
         return ExitCode.OK
     raise AssertionError(cmd)
 
@@ -188,6 +227,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             rep.result(payload, "")
         print(f"envci {args.command}: error: {e}", file=sys.stderr)
         return int(e.exit_code)
+    except Exception as e:  # noqa: BLE001 - an unexpected failure is still an infrastructure error to CI
+        import traceback
+
+        from envci.redact import redact
+
+        print(redact(traceback.format_exc()), file=sys.stderr)
+        print(f"envci {args.command}: internal error: {redact(str(e))} (please report this)", file=sys.stderr)
+        return ExitCode.INFRASTRUCTURE
 
 
 if __name__ == "__main__":

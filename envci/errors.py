@@ -18,6 +18,7 @@ class ExitCode(enum.IntEnum):
     BAD_INPUT = 2
     NOT_READY = 3
     INFRASTRUCTURE = 4
+    SUPERSEDED = 5
     CANCELLED = 130
 
 
@@ -103,6 +104,12 @@ class CancelledError(EnvciError):
     """The stage was interrupted by a signal; what exists is recorded for teardown."""
 
     exit_code = ExitCode.CANCELLED
+
+
+class SupersededError(EnvciError):
+    """A newer build of the same PR or branch owns the environment now; this build stands down."""
+
+    exit_code = ExitCode.SUPERSEDED
 
 
 class LockedError(EnvciError):

@@ -22,9 +22,11 @@ from pyhelm3 import errors as helm_errors
 from envci.errors import ConfigError, InfrastructureError
 from envci.redact import RedactingFilter, redact, truncate
 
-logging.getLogger("pyhelm3").addFilter(RedactingFilter())
-for _h in ("pyhelm3.command", "pyhelm3.client"):
-    logging.getLogger(_h).addFilter(RedactingFilter())
+# pyhelm3 logs every command at INFO and expected misses ("release not found") at WARNING; envci
+# reports Helm failures itself, so only its errors pass, and those redacted.
+for _name in ("pyhelm3", "pyhelm3.command", "pyhelm3.client"):
+    logging.getLogger(_name).addFilter(RedactingFilter())
+logging.getLogger("pyhelm3").setLevel(logging.ERROR)
 
 
 def helm_executable() -> str:

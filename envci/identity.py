@@ -124,3 +124,17 @@ def namespace_for(name: str, prefix: str) -> str:
 def identify(app: str, ctx: CiContext, *, prefix: str = "envci-", override: str | None = None) -> Identity:
     name = dns_label(override) if override else environment_name(app, ctx)
     return Identity(name=name, namespace=namespace_for(name, prefix), app=app, ctx=ctx)
+
+
+def build_key(build: str) -> tuple[int, ...] | None:
+    """`1234-2` -> (1234, 2); None when the id is not made of numbers (then order is unknown)."""
+    parts = re.split(r"[^0-9]+", build.strip())
+    if not build or not all(parts):
+        return None
+    return tuple(int(p) for p in parts)
+
+
+def is_older_build(mine: str, theirs: str) -> bool:
+    """True only when both ids are numeric and `mine` is strictly older; unknown order is not older."""
+    a, b = build_key(mine), build_key(theirs)
+    return a is not None and b is not None and a < b

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from envci.config.model import Limits, NamespaceSettings, Quota
@@ -13,7 +13,7 @@ A = "envci.io/"
 
 
 def rfc3339(t: datetime) -> str:
-    return t.astimezone().strftime("%Y-%m-%dT%H:%M:%SZ") if t.tzinfo is None else t.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def namespace_object(

@@ -16,9 +16,11 @@ from envci import state as st
 from envci.ci.outputs import publish
 from envci.config.loader import LoadedConfig
 from envci.config.model import Component
-from envci.errors import EnvciError, InfrastructureError
+from envci.errors import EnvciError, InfrastructureError, SupersededError
+from envci.identity import is_older_build
 from envci.helm import Helm, load_values_files
 from envci.kube.client import Kube
+from envci.kube.lease import Lease
 from envci.manifests import load_manifest_file, prepare
 from envci.namespace import guard_objects, namespace_object
 from envci.output import Reporter
@@ -42,6 +44,12 @@ def ensure_namespace(kube: Kube, cfg: LoadedConfig, *, now: datetime) -> None:
             raise InfrastructureError(
                 f"namespace {ident.namespace} exists and is not managed by envci",
                 hint="choose another name with --env or namespace.prefix; envci never takes over a namespace it did not create",
+            )
+        theirs = labels.get("envci.io/build", "")
+        if ident.ctx.build and theirs and is_older_build(ident.ctx.build, theirs):
+            raise SupersededError(
+                f"environment {ident.name} belongs to newer build {theirs}; build {ident.ctx.build} stands down",
+                hint="nothing to do: the newer build's pipeline owns the environment now",
             )
         if (existing.get("status") or {}).get("phase") == "Terminating" or meta.get("deletionTimestamp"):
             raise InfrastructureError(
@@ -111,6 +119,21 @@ def provision(
     spec = cfg.spec
     rep.progress(f"provisioning environment {ident.name} in namespace {ident.namespace}")
     ensure_namespace(kube, cfg, now=clock())
+    with Lease(kube, ident.namespace, "provision", progress=rep.progress):
+        return _provision_locked(cfg, kube, rep, helm_factory=helm_factory, wait_between_waves=wait_between_waves, clock=clock)
+
+
+def _provision_locked(
+    cfg: LoadedConfig,
+    kube: Kube,
+    rep: Reporter,
+    *,
+    helm_factory: Callable[[], Helm],
+    wait_between_waves: Callable[[list[str]], None] | None,
+    clock: Clock,
+) -> dict[str, Any]:
+    ident = cfg.identity
+    spec = cfg.spec
     state = st.load(kube, ident.namespace) or st.EnvState(name=ident.name, namespace=ident.namespace, app=ident.app)
     previous_digest = state.digest
     state.ci = {k: v for k, v in ident.ctx.as_template_context().items() if v}

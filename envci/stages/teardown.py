@@ -15,7 +15,9 @@ from envci import external
 from envci import state as st
 from envci.errors import EnvciError, InfrastructureError
 from envci.helm import Helm
+from envci.identity import is_older_build
 from envci.kube.client import Kube
+from envci.kube.lease import Lease
 from envci.output import Reporter
 
 Sleep = Callable[[float], None]
@@ -71,6 +73,8 @@ def teardown(
     name: str | None = None,
     timeout: float = 300,
     force: bool = False,
+    build: str = "",
+    wait: bool = True,
     helm_factory: Callable[[], Helm] = Helm,
     sleep: Sleep = time.sleep,
 ) -> dict[str, Any]:
@@ -81,8 +85,15 @@ def teardown(
         return {"name": label, "namespace": namespace, "deleted": False, "existed": False}
     ns_name = ns["metadata"]["name"]
     env_name = (ns["metadata"].get("labels") or {}).get("envci.io/env", label)
+    theirs = (ns["metadata"].get("labels") or {}).get("envci.io/build", "")
+    if build and theirs and is_older_build(build, theirs):
+        rep.progress(f"environment {env_name} now belongs to newer build {theirs}; leaving it to that build")
+        return {"name": env_name, "namespace": ns_name, "deleted": False, "existed": True, "superseded_by": theirs}
     rep.progress(f"tearing down environment {env_name} (namespace {ns_name})")
+    lease = None
     if not ns["metadata"].get("deletionTimestamp"):
+        lease = Lease(kube, ns_name, "teardown", progress=rep.progress)
+        lease.acquire()
         state = st.load(kube, ns_name)
         if state:
             state.record("teardown", "started")
@@ -93,6 +104,10 @@ def teardown(
         _uninstall_releases(kube, ns_name, rep, helm_factory)
     _delete_external(ns, state=st.load(kube, ns_name) if not ns["metadata"].get("deletionTimestamp") else None, rep=rep)
     kube.delete("v1", "Namespace", ns_name)
+    if lease:
+        lease.release()
+    if not wait:
+        return {"name": env_name, "namespace": ns_name, "deleted": True, "existed": True}
     gone = _wait_gone(kube, ns_name, timeout, rep, sleep, force=force)
     if not gone:
         reasons = stuck_reasons(kube, kube.namespace(ns_name) or ns)

@@ -1,0 +1,172 @@
+"""One stage at a time per environment: a coordination.k8s.io Lease held for the stage's duration.
+
+The holder renews it from a background thread; a holder that died (SIGKILL, lost runner) stops
+renewing, and the lease can be taken over once `duration` has passed without renewal.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable
+
+from kubernetes.client.exceptions import ApiException
+
+from envci.errors import LockedError
+from envci.kube.client import Kube, api_error
+
+LEASE_NAME = "envci-lock"
+
+
+@dataclass(frozen=True)
+class LeaseSettings:
+    duration: timedelta = timedelta(seconds=30)
+    """How long a lease stays valid without renewal: long enough to ride out a slow API call,
+    short enough that a crashed holder blocks the next stage for at most this long."""
+    renew_every: timedelta = timedelta(seconds=10)
+    """Renewal period; a third of `duration` tolerates two missed renewals."""
+    wait: timedelta = timedelta(minutes=10)
+    """How long to wait for another holder before giving up."""
+
+
+def holder_identity(stage: str) -> str:
+    return f"{socket.gethostname()}/{os.getpid()}/{stage}"
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _fmt(t: datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _parse(s: str | None) -> datetime | None:
+    if not s:
+        return None
+    return datetime.fromisoformat(s.replace("Z", "+00:00"))
+
+
+def expired(lease: dict[str, Any], now: datetime) -> bool:
+    """Pure: has the holder stopped renewing for longer than the lease's duration?"""
+    spec = lease.get("spec") or {}
+    if not spec.get("holderIdentity"):
+        return True
+    renewed = _parse(spec.get("renewTime")) or _parse(spec.get("acquireTime"))
+    duration = timedelta(seconds=int(spec.get("leaseDurationSeconds") or 0))
+    return renewed is None or renewed + duration <= now
+
+
+class Lease:
+    def __init__(
+        self,
+        kube: Kube,
+        namespace: str,
+        stage: str,
+        *,
+        settings: LeaseSettings = LeaseSettings(),
+        progress: Callable[[str], None] = lambda m: None,
+    ) -> None:
+        self.kube = kube
+        self.ns = namespace
+        self.identity = holder_identity(stage)
+        self.settings = settings
+        self.progress = progress
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _body(self, now: datetime, transitions: int = 0) -> dict[str, Any]:
+        return {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": LEASE_NAME, "namespace": self.ns, "labels": {"envci.io/managed": "true"}},
+            "spec": {
+                "holderIdentity": self.identity,
+                "leaseDurationSeconds": int(self.settings.duration.total_seconds()),
+                "acquireTime": _fmt(now),
+                "renewTime": _fmt(now),
+                "leaseTransitions": transitions,
+            },
+        }
+
+    def _try_acquire(self) -> str | None:
+        """Take the lease if free; return the current holder if not."""
+        api = self.kube.coordination
+        now = _now()
+        try:
+            api.create_namespaced_lease(self.ns, self._body(now))
+            return None
+        except ApiException as e:
+            if e.status != 409:
+                raise api_error(e, f"create lease in {self.ns}") from None
+        try:
+            cur = self.kube.api.sanitize_for_serialization(api.read_namespaced_lease(LEASE_NAME, self.ns))
+        except ApiException as e:
+            if e.status == 404:
+                return "(released just now)"
+            raise api_error(e, f"read lease in {self.ns}") from None
+        holder = (cur.get("spec") or {}).get("holderIdentity")
+        if holder != self.identity and not expired(cur, now):
+            return holder
+        body = self._body(now, int((cur.get("spec") or {}).get("leaseTransitions") or 0) + 1)
+        body["metadata"]["resourceVersion"] = cur["metadata"]["resourceVersion"]
+        try:
+            api.replace_namespaced_lease(LEASE_NAME, self.ns, body)
+            if holder and holder != self.identity:
+                self.progress(f"took over the lock from {holder}, which stopped renewing it")
+            return None
+        except ApiException as e:
+            if e.status == 409:  # someone else won the race; re-read next round
+                return holder or "(another process)"
+            raise api_error(e, f"take over lease in {self.ns}") from None
+
+    def acquire(self, sleep: Callable[[float], None] = time.sleep) -> None:
+        end = time.monotonic() + self.settings.wait.total_seconds()
+        announced = None
+        while True:
+            holder = self._try_acquire()
+            if holder is None:
+                break
+            if time.monotonic() >= end:
+                raise LockedError(
+                    f"environment in {self.ns} is locked by {holder}",
+                    hint="another stage of this environment is running; wait for it, or for its lock to expire "
+                    f"({int(self.settings.duration.total_seconds())}s after its holder died)",
+                )
+            if holder != announced:
+                self.progress(f"waiting for {holder} to finish with this environment")
+                announced = holder
+            sleep(1.0)
+        self._thread = threading.Thread(target=self._renew_loop, name="envci-lease", daemon=True)
+        self._thread.start()
+
+    def _renew_loop(self) -> None:
+        while not self._stop.wait(self.settings.renew_every.total_seconds()):
+            try:
+                self.kube.coordination.patch_namespaced_lease(
+                    LEASE_NAME, self.ns, {"spec": {"renewTime": _fmt(_now())}}
+                )
+            except Exception:  # noqa: BLE001 - a missed renewal is retried; the lease tolerates two
+                pass
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=5)
+        try:
+            cur = self.kube.coordination.read_namespaced_lease(LEASE_NAME, self.ns)
+            if cur.spec.holder_identity == self.identity:
+                self.kube.coordination.delete_namespaced_lease(LEASE_NAME, self.ns)
+        except ApiException:
+            pass  # namespace gone (teardown) or lease already taken over: nothing to release
+
+    def __enter__(self) -> "Lease":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

@@ -1,0 +1,138 @@
+"""reap and extend: the janitor's side of the lifecycle.
+
+`reap` finds every environment whose expiry has passed (or, optionally, whose PR is closed) and
+tears it down with its external resources. One environment that fails to go is reported and
+skipped; it never stops the sweep. `extend` pushes an environment's expiry.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import requests
+
+from envci.errors import EnvciError, InfrastructureError
+from envci.kube.client import Kube
+from envci.namespace import rfc3339
+from envci.output import Reporter
+from envci.stages.teardown import find_namespace, teardown
+
+PrIsOpen = Callable[[Mapping[str, str]], bool | None]
+
+
+def expiry_of(ns: dict[str, Any]) -> datetime | None:
+    raw = ((ns.get("metadata") or {}).get("annotations") or {}).get("envci.io/expires-at")
+    if not raw:
+        return None
+    try:
+        return datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def reap_reason(ns: dict[str, Any], now: datetime, pr_open: PrIsOpen | None = None) -> str | None:
+    """Pure (given `pr_open`): why this environment should go, or None to keep it."""
+    meta = ns.get("metadata") or {}
+    if meta.get("deletionTimestamp"):
+        return None  # already going; teardown of a Terminating namespace is someone else's wait
+    exp = expiry_of(ns)
+    if exp is not None and exp <= now:
+        return f"expired at {rfc3339(exp)}"
+    if exp is None:
+        return None  # no expiry recorded: never guess, a person decides
+    if pr_open is not None:
+        labels = meta.get("labels") or {}
+        ann = meta.get("annotations") or {}
+        if labels.get("envci.io/pr") and ann.get("envci.io/repo"):
+            state = pr_open({"repo": ann["envci.io/repo"], "pr": labels["envci.io/pr"], "system": ann.get("envci.io/ci-system", "")})
+            if state is False:
+                return f"pull request {labels['envci.io/pr']} is closed"
+    return None
+
+
+def github_pr_open(token: str, api: str = "https://api.github.com") -> PrIsOpen:
+    def check(info: Mapping[str, str]) -> bool | None:
+        if info.get("system") not in ("github", ""):
+            return None
+        try:
+            r = requests.get(
+                f"{api}/repos/{info['repo']}/pulls/{info['pr']}",
+                headers={"Authorization": f"Bearer {token}", "Accept": "application/vnd.github+json"},
+                timeout=10,
+            )
+        except requests.RequestException:
+            return None  # unknown: keep the environment
+        if r.status_code != 200:
+            return None
+        return r.json().get("state") == "open"
+
+    return check
+
+
+def gitlab_mr_open(token: str, api: str) -> PrIsOpen:
+    def check(info: Mapping[str, str]) -> bool | None:
+        if info.get("system") != "gitlab":
+            return None
+        project = requests.utils.quote(info["repo"], safe="")
+        try:
+            r = requests.get(f"{api}/projects/{project}/merge_requests/{info['pr']}", headers={"PRIVATE-TOKEN": token}, timeout=10)
+        except requests.RequestException:
+            return None
+        if r.status_code != 200:
+            return None
+        return r.json().get("state") == "opened"
+
+    return check
+
+
+def reap(
+    kube: Kube,
+    rep: Reporter,
+    *,
+    dry_run: bool = False,
+    now: datetime | None = None,
+    pr_open: PrIsOpen | None = None,
+    app: str | None = None,
+    teardown_fn: Callable[..., dict[str, Any]] = teardown,
+) -> dict[str, Any]:
+    now = now or datetime.now(timezone.utc)
+    selector = "envci.io/managed=true" + (f",envci.io/app={app}" if app else "")
+    counts: Counter[str] = Counter()
+    reaped: list[dict[str, str]] = []
+    failed: list[dict[str, str]] = []
+    for ns in kube.namespaces(selector):
+        name = ns["metadata"]["name"]
+        counts["seen"] += 1
+        reason = reap_reason(ns, now, pr_open)
+        if reason is None:
+            counts["kept"] += 1
+            continue
+        rep.progress(f"{'would reap' if dry_run else 'reaping'} {name}: {reason}")
+        if dry_run:
+            counts["would_reap"] += 1
+            reaped.append({"namespace": name, "reason": reason})
+            continue
+        try:
+            teardown_fn(kube, rep, namespace=name, timeout=120)
+            counts["reaped"] += 1
+            reaped.append({"namespace": name, "reason": reason})
+        except EnvciError as e:
+            counts["failed"] += 1
+            failed.append({"namespace": name, "reason": reason, "error": e.message})
+            rep.warn(f"could not reap {name}: {e.message}")
+    return {"dry_run": dry_run, "counts": dict(counts), "reaped": reaped, "failed": failed}
+
+
+def extend(kube: Kube, rep: Reporter, *, namespace: str | None, name: str | None, ttl: timedelta, now: datetime | None = None) -> dict[str, Any]:
+    ns = find_namespace(kube, namespace=namespace, name=name)
+    if ns is None:
+        raise InfrastructureError(f"environment {name or namespace} does not exist", hint="`envci list` shows the environments")
+    now = now or datetime.now(timezone.utc)
+    new_expiry = now + ttl
+    ns_name = ns["metadata"]["name"]
+    kube.patch_merge("v1", "Namespace", ns_name, {"metadata": {"annotations": {"envci.io/expires-at": rfc3339(new_expiry)}}})
+    rep.progress(f"{ns_name} now expires at {rfc3339(new_expiry)}")
+    return {"namespace": ns_name, "expires_at": rfc3339(new_expiry)}
