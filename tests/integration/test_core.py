@@ -1,0 +1,186 @@
+"""provision / wait-ready / teardown / status / list against the real local cluster."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from envci.config.loader import load_config
+from envci.errors import ExitCode, NotReadyError
+from envci.identity import CiContext
+from envci.kube.client import connect
+from envci.output import Reporter
+from envci.stages.provision import provision
+from envci.stages.teardown import teardown
+from envci.stages.wait_ready import wait_ready
+
+pytestmark = pytest.mark.cluster
+
+APP = Path(__file__).parent.parent / "data" / "apps" / "shop"
+
+
+def run_id() -> str:
+    return secrets.token_hex(3)
+
+
+@pytest.fixture
+def app_dir(tmp_path: Path) -> Path:
+    dest = tmp_path / "shop"
+    shutil.copytree(APP, dest)
+    return dest
+
+
+def edit_spec(app_dir: Path, change: Any) -> None:
+    p = app_dir / "envci.yaml"
+    data = yaml.safe_load(p.read_text())
+    change(data)
+    p.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def envci(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, "ENVCI_OUTPUT_DIR": str(cwd / ".envci"), **(env or {})}
+    for k in ("GITHUB_ACTIONS", "GITLAB_CI", "JENKINS_URL"):
+        full_env.pop(k, None)
+    return subprocess.run(
+        [sys.executable, "-m", "envci.cli", *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=300
+    )
+
+
+def all_releases() -> list[dict[str, Any]]:
+    out = subprocess.run(["helm", "list", "-A", "-a", "-o", "json"], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
+
+
+def test_multi_component_app_provisions_becomes_ready_and_leaves_nothing(kubeconfig: str, app_dir: Path) -> None:
+    env = f"core-{run_id()}"
+    p = envci("provision", "--env", env, "-o", "json", cwd=app_dir)
+    assert p.returncode == 0, p.stderr
+    res = json.loads(p.stdout)
+    ns = res["namespace"]
+    assert res["urls"] == {"web": f"http://{env}.preview.local/"}
+    # dependency order shows in the progress: db before web before worker
+    log = p.stderr
+    assert log.index("installing db") < log.index("installing web") < log.index("installing worker")
+    outputs = (app_dir / ".envci" / "outputs.env").read_text()
+    assert f"ENVCI_NAMESPACE={ns}" in outputs and "ENVCI_URL_WEB=" in outputs
+
+    w = envci("wait-ready", "--env", env, "-o", "json", cwd=app_dir)
+    assert w.returncode == 0, w.stderr
+    kinds = {x["workload"] for x in json.loads(w.stdout)["workloads"]}
+    assert {"StatefulSet/db", "Deployment/web", "Deployment/worker"} <= kinds
+
+    s = envci("status", "--env", env, "-o", "json", cwd=app_dir)
+    assert s.returncode == 0, s.stderr
+    st = json.loads(s.stdout)
+    assert st["ready"] and st["components"]["web"]["release"] == "web"
+    listed = json.loads(envci("list", "-o", "json", cwd=app_dir).stdout)["environments"]
+    assert any(e["namespace"] == ns for e in listed)
+
+    t = envci("teardown", "--env", env, cwd=app_dir)
+    assert t.returncode == 0, t.stderr
+    kube = connect(kubeconfig)
+    assert kube.namespace(ns) is None
+    assert not [r for r in all_releases() if r["namespace"] == ns]
+    again = envci("teardown", "--env", env, cwd=app_dir)
+    assert again.returncode == 0 and "nothing to do" in again.stdout
+
+
+def test_two_prs_are_isolated_and_a_rerun_converges(kubeconfig: str, app_dir: Path) -> None:
+    kube = connect(kubeconfig)
+    rep = Reporter()
+    tag = run_id()
+    cfgs = [
+        load_config(app_dir / "envci.yaml", CiContext(system="local", pr=f"{tag}{n}", build="7", branch="feature/x"))
+        for n in (1, 2)
+    ]
+    try:
+        for cfg in cfgs:
+            provision(cfg, kube, rep)
+        a, b = (c.identity.namespace for c in cfgs)
+        assert a != b
+        for ns in (a, b):
+            deployments = kube.list("apps/v1", "Deployment", ns)
+            assert {d["metadata"]["namespace"] for d in deployments} == {ns}
+            policies = {p["metadata"]["name"] for p in kube.list("networking.k8s.io/v1", "NetworkPolicy", ns)}
+            assert "envci-default-deny" in policies
+
+        again = provision(cfgs[0], kube, rep)
+        assert again["changed"] is False
+        assert again["components"]["web"]["revision"] == 1  # no new Helm revision for an unchanged spec
+        releases = [r for r in all_releases() if r["namespace"] == cfgs[0].identity.namespace]
+        assert [r["name"] for r in releases] == ["web"]
+
+        edit_spec(app_dir, lambda d: d["values"].update(replicas=2))
+        changed = load_config(app_dir / "envci.yaml", cfgs[0].identity.ctx)
+        up = provision(changed, kube, rep)
+        assert up["changed"] is True and up["components"]["web"]["revision"] == 2
+    finally:
+        for cfg in cfgs:
+            teardown(kube, rep, namespace=cfg.identity.namespace)
+
+
+@pytest.mark.parametrize(
+    "fault, reason",
+    [("crashloop", "CrashLoopBackOff"), ("imagepull", "ImagePullBackOff"), ("never-ready", "Timeout")],
+)
+def test_unready_component_fails_wait_ready_with_reason(kubeconfig: str, app_dir: Path, fault: str, reason: str) -> None:
+    def inject(d: dict[str, Any]) -> None:
+        d["values"]["worker_labels"] = {"envci.io/simulate": fault}
+        for c in d["components"]:
+            c["wait"] = {"timeout": "8s"}
+
+    edit_spec(app_dir, inject)
+    env = f"fault-{fault}-{run_id()}"
+    try:
+        p = envci("provision", "--env", env, cwd=app_dir)
+        assert p.returncode == 0, p.stderr
+        w = envci("wait-ready", "--env", env, "-o", "json", cwd=app_dir)
+        assert w.returncode == ExitCode.NOT_READY, w.stderr
+        assert "Deployment/worker" in w.stderr and reason in w.stderr
+        failure = json.loads(w.stdout)["failures"][0]
+        assert failure["component"] == "worker" and failure["reason"] == reason
+    finally:
+        envci("teardown", "--env", env, cwd=app_dir)
+
+
+def test_fail_fast_does_not_wait_for_the_deadline(kubeconfig: str, app_dir: Path) -> None:
+    edit_spec(app_dir, lambda d: d["values"].update(worker_labels={"envci.io/simulate": "crashloop"}))
+    cfg = load_config(app_dir / "envci.yaml", CiContext(system="local"), env_override=f"ff-{run_id()}")
+    kube = connect(kubeconfig)
+    try:
+        provision(cfg, kube, Reporter())
+        with pytest.raises(NotReadyError) as ei:
+            wait_ready(cfg, kube, Reporter())  # components wait 60s; a crash loop must not take that long
+        assert ei.value.failures[0]["workload"] == "Deployment/worker"
+        assert ei.value.failures[0]["reason"] == "CrashLoopBackOff"
+    finally:
+        teardown(kube, Reporter(), namespace=cfg.identity.namespace)
+
+
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        (lambda d: d.update(colour="blue"), "colour: unknown key"),
+        (lambda d: d["components"][1]["helm"].update(chart="./charts/missing"), "does not exist"),
+        (lambda d: d["values"].update(replicas="{{ values.nope }}"), "undefined template variable"),
+        (lambda d: d["values"].update(replicas="{{ cycler.__init__.__globals__ }}"), "sandbox"),
+        (lambda d: d["components"][1]["helm"].update(chart="../../../../etc"), "outside the repository"),
+        (lambda d: d.update(namespace={"labels": {"envci.io/managed": "false"}}), "reserved"),
+    ],
+)
+def test_invalid_config_fails_before_touching_the_cluster(kubeconfig: str, app_dir: Path, change: Any, words: str) -> None:
+    edit_spec(app_dir, change)
+    env = f"bad-{run_id()}"
+    p = envci("provision", "--env", env, cwd=app_dir)
+    assert p.returncode == ExitCode.BAD_INPUT, p.stderr
+    assert "envci.yaml:" in p.stderr and words in p.stderr
+    assert connect(kubeconfig).namespace(f"envci-{env}") is None
