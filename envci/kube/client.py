@@ -8,9 +8,12 @@ InfrastructureError with the Status message only: response bodies can carry secr
 from __future__ import annotations
 
 import json
+import logging
 import os
-from collections.abc import Iterator
-from typing import Any
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import urllib3
 from kubernetes import client, config, watch
@@ -22,6 +25,48 @@ from envci.errors import ConfigError, InfrastructureError
 from envci.redact import redact, truncate
 
 FIELD_MANAGER = "envci"
+T = TypeVar("T")
+log = logging.getLogger("envci.kube")
+
+RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How API calls ride out a flaky API server."""
+
+    backoffs: tuple[float, ...] = (0.2, 0.5, 1, 2, 3, 5, 5, 5, 5, 5, 5)
+    """Seconds to wait before each retry; about 37 s in all, enough for an API server restart.
+    4xx answers other than 429 are never retried: they will not change."""
+    deadline: float | None = None
+    """Monotonic time after which no retry starts (the stage's deadline), or None."""
+
+
+def transient(e: BaseException) -> bool:
+    if isinstance(e, ApiException):
+        return e.status in RETRY_STATUS or e.status == 0
+    return isinstance(e, (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError, OSError))
+
+
+def with_retries(fn: Callable[[], T], doing: str, policy: RetryPolicy, sleep: Callable[[float], None] = time.sleep) -> T:
+    attempts = len(policy.backoffs) + 1
+    for attempt in range(1, attempts + 1):
+        try:
+            return fn()
+        except Exception as e:  # noqa: BLE001 - classified just below
+            if not transient(e) or attempt == attempts:
+                if transient(e) and not isinstance(e, ApiException):
+                    raise InfrastructureError(
+                        f"cannot reach the Kubernetes API to {doing} after {attempt} attempts: {type(e).__name__}",
+                        hint="check that the API server is up and reachable (KUBECONFIG)",
+                    ) from None
+                raise
+            wait = policy.backoffs[attempt - 1]
+            if policy.deadline is not None and time.monotonic() + wait > policy.deadline:
+                raise
+            log.warning("attempt #%d/%d to %s failed (%s); retrying in %.1fs", attempt, attempts, doing, type(e).__name__, wait)
+            sleep(wait)
+    raise AssertionError("unreachable")
 
 # kinds wait-ready looks at, with the API path to list them
 WORKLOAD_KINDS: tuple[tuple[str, str], ...] = (
@@ -55,8 +100,9 @@ def api_error(e: ApiException, doing: str) -> InfrastructureError:
 class Kube:
     """A connected client; construct with `connect()`."""
 
-    def __init__(self, api: client.ApiClient) -> None:
+    def __init__(self, api: client.ApiClient, retry: RetryPolicy = RetryPolicy()) -> None:
         self.api = api
+        self.retry = retry
         self.core = client.CoreV1Api(api)
         self.coordination = client.CoordinationV1Api(api)
         self._dyn: DynamicClient | None = None
@@ -65,16 +111,19 @@ class Kube:
     def dyn(self) -> DynamicClient:
         if self._dyn is None:
             try:
-                self._dyn = DynamicClient(self.api)
-            except (urllib3.exceptions.HTTPError, ApiException, OSError) as e:
-                raise InfrastructureError(f"cannot reach the Kubernetes API: {e}") from None
+                self._dyn = with_retries(lambda: DynamicClient(self.api), "discover the API", self.retry)
+            except ApiException as e:
+                raise api_error(e, "discover the API") from None
         return self._dyn
 
     # --- generic -------------------------------------------------------------------------------
 
+    def call(self, fn: Callable[[], T], doing: str) -> T:
+        return with_retries(fn, doing, self.retry)
+
     def resource(self, api_version: str, kind: str) -> Any:
         try:
-            return self.dyn.resources.get(api_version=api_version, kind=kind)
+            return self.call(lambda: self.dyn.resources.get(api_version=api_version, kind=kind), f"look up {kind}")
         except ResourceNotFoundError:
             raise ConfigError(
                 f"the cluster has no API for {kind} ({api_version})",
@@ -87,7 +136,10 @@ class Kube:
         name = obj["metadata"]["name"]
         kw: dict[str, Any] = {"namespace": namespace} if res.namespaced else {}
         try:
-            out = res.server_side_apply(body=obj, name=name, field_manager=FIELD_MANAGER, force_conflicts=True, **kw)
+            out = self.call(
+                lambda: res.server_side_apply(body=obj, name=name, field_manager=FIELD_MANAGER, force_conflicts=True, **kw),
+                f"apply {obj['kind']} {name}",
+            )
         except ApiException as e:
             raise api_error(e, f"apply {obj['kind']} {name}") from None
         return out.to_dict()
@@ -95,7 +147,7 @@ class Kube:
     def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
         res = self.resource(api_version, kind)
         try:
-            return res.get(name=name, namespace=namespace).to_dict()
+            return self.call(lambda: res.get(name=name, namespace=namespace), f"read {kind} {name}").to_dict()
         except NotFoundError:
             return None
         except ApiException as e:
@@ -106,7 +158,7 @@ class Kube:
     ) -> list[dict[str, Any]]:
         res = self.resource(api_version, kind)
         try:
-            out = res.get(namespace=namespace, label_selector=label_selector)
+            out = self.call(lambda: res.get(namespace=namespace, label_selector=label_selector), f"list {kind}")
         except NotFoundError:
             return []
         except ApiException as e:
@@ -121,7 +173,9 @@ class Kube:
         """Delete with Background propagation (Foreground can hang); False if it was already gone."""
         res = self.resource(api_version, kind)
         try:
-            res.delete(name=name, namespace=namespace, body={"propagationPolicy": "Background"})
+            self.call(
+                lambda: res.delete(name=name, namespace=namespace, body={"propagationPolicy": "Background"}), f"delete {kind} {name}"
+            )
             return True
         except NotFoundError:
             return False
@@ -133,8 +187,9 @@ class Kube:
     def patch_merge(self, api_version: str, kind: str, name: str, patch: dict[str, Any], namespace: str | None = None) -> dict[str, Any]:
         res = self.resource(api_version, kind)
         try:
-            return res.patch(
-                name=name, namespace=namespace, body=patch, content_type="application/merge-patch+json"
+            return self.call(
+                lambda: res.patch(name=name, namespace=namespace, body=patch, content_type="application/merge-patch+json"),
+                f"update {kind} {name}",
             ).to_dict()
         except ApiException as e:
             raise api_error(e, f"update {kind} {name}") from None

@@ -98,13 +98,15 @@ class Lease:
         api = self.kube.coordination
         now = _now()
         try:
-            api.create_namespaced_lease(self.ns, self._body(now))
+            self.kube.call(lambda: api.create_namespaced_lease(self.ns, self._body(now)), "create the environment lock")
             return None
         except ApiException as e:
             if e.status != 409:
                 raise api_error(e, f"create lease in {self.ns}") from None
         try:
-            cur = self.kube.api.sanitize_for_serialization(api.read_namespaced_lease(LEASE_NAME, self.ns))
+            cur = self.kube.api.sanitize_for_serialization(
+                self.kube.call(lambda: api.read_namespaced_lease(LEASE_NAME, self.ns), "read the environment lock")
+            )
         except ApiException as e:
             if e.status == 404:
                 return "(released just now)"
@@ -115,7 +117,7 @@ class Lease:
         body = self._body(now, int((cur.get("spec") or {}).get("leaseTransitions") or 0) + 1)
         body["metadata"]["resourceVersion"] = cur["metadata"]["resourceVersion"]
         try:
-            api.replace_namespaced_lease(LEASE_NAME, self.ns, body)
+            self.kube.call(lambda: api.replace_namespaced_lease(LEASE_NAME, self.ns, body), "take the environment lock")
             if holder and holder != self.identity:
                 self.progress(f"took over the lock from {holder}, which stopped renewing it")
             return None

@@ -177,7 +177,7 @@ def wait_ready(
 
 def _wake_on_change(kube: Kube, namespace: str, seconds: int) -> None:
     """Block until a pod in the namespace changes, or `seconds` pass (workload status lags pods)."""
-    rv = kube.core.list_namespaced_pod(namespace, limit=1).metadata.resource_version
+    rv = kube.call(lambda: kube.core.list_namespaced_pod(namespace, limit=1), "list pods").metadata.resource_version
     end = time.monotonic() + seconds
     for _ in kube.watch_pods(namespace, seconds, resource_version=rv):
         return
