@@ -1,0 +1,95 @@
+"""`envci cluster up|down|status|kubeconfig`: the local cluster from the command line.
+
+Progress goes to stderr; stdout carries only the result, so `export KUBECONFIG=$(envci cluster up)`
+works (the kubeconfig path is the last line `up` prints).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from envci.errors import EnvciError, ExitCode
+from envci.localcluster import cluster
+
+ACTIONS = ("up", "down", "status", "kubeconfig")
+
+
+def _format_status(info: dict[str, Any]) -> str:
+    versions = ", ".join(f"{k} {v}" for k, v in info["versions"].items()) or "unknown"
+    nodes = ", ".join(f"{n['name']} ({'Ready' if n['ready'] else 'NotReady'})" for n in info["nodes"]) or "none"
+    lines = [
+        f"cluster:    {info['name']} ({'running' if info['running'] else 'not running'})",
+        f"server:     {info['server'] or '-'}",
+        f"kubeconfig: {info['kubeconfig'] or '-'}",
+        f"nodes:      {nodes}",
+        f"versions:   {versions}",
+        f"binaries:   {info['binaries']}"
+        + (f" (missing: {', '.join(info['binaries_missing'])})" if info["binaries_missing"] else ""),
+    ]
+    return "\n".join(lines)
+
+
+def _up(output: str) -> int:
+    path = cluster.up()
+    if output == "json":
+        print(json.dumps(cluster.status(), indent=2))
+    else:
+        print(path)
+    return ExitCode.OK
+
+
+def _down(output: str) -> int:
+    cluster.down()
+    if output == "json":
+        print(json.dumps({"name": "envci", "running": False}))
+    return ExitCode.OK
+
+
+def _status(output: str) -> int:
+    info = cluster.status()
+    print(json.dumps(info, indent=2) if output == "json" else _format_status(info))
+    # Scripts can ask "is it up?" with the exit code alone.
+    return ExitCode.OK if info["running"] else ExitCode.NOT_READY
+
+
+def _kubeconfig(output: str) -> int:
+    path = cluster.kubeconfig_path()
+    if not path.is_file():
+        print(f"error: the local cluster is not running (no {path})\n  hint: run `envci cluster up`", file=sys.stderr)
+        return ExitCode.NOT_READY
+    print(json.dumps({"kubeconfig": str(path)}) if output == "json" else path)
+    return ExitCode.OK
+
+
+HANDLERS = {"up": _up, "down": _down, "status": _status, "kubeconfig": _kubeconfig}
+
+
+def main(action: str, output: str = "text") -> int:
+    """Run one cluster action; returns an `ExitCode` (errors are printed, not raised)."""
+    handler = HANDLERS.get(action)
+    if handler is None:
+        print(f"error: unknown cluster action {action!r}; expected one of {', '.join(ACTIONS)}", file=sys.stderr)
+        return ExitCode.BAD_INPUT
+    try:
+        return int(handler(output))
+    except EnvciError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return int(e.exit_code)
+    except KeyboardInterrupt:
+        return ExitCode.CANCELLED
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m envci.localcluster.command", description=__doc__)
+    parser.add_argument("action", choices=ACTIONS)
+    parser.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    args = _parse(None)
+    sys.exit(main(args.action, args.output))
