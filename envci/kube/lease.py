@@ -33,6 +33,16 @@ class LeaseSettings:
     """How long to wait for another holder before giving up."""
 
 
+def settings_from_env(env: dict[str, str] | None = None) -> LeaseSettings:
+    """`ENVCI_LOCK_SECONDS` shortens or lengthens the lease (tests, very slow API servers)."""
+    env = dict(os.environ) if env is None else env
+    raw = env.get("ENVCI_LOCK_SECONDS")
+    if not raw:
+        return LeaseSettings()
+    secs = max(3, int(raw))
+    return LeaseSettings(duration=timedelta(seconds=secs), renew_every=timedelta(seconds=secs / 3))
+
+
 def holder_identity(stage: str) -> str:
     return f"{socket.gethostname()}/{os.getpid()}/{stage}"
 
@@ -68,13 +78,13 @@ class Lease:
         namespace: str,
         stage: str,
         *,
-        settings: LeaseSettings = LeaseSettings(),
+        settings: LeaseSettings | None = None,
         progress: Callable[[str], None] = lambda m: None,
     ) -> None:
         self.kube = kube
         self.ns = namespace
         self.identity = holder_identity(stage)
-        self.settings = settings
+        self.settings = settings or settings_from_env()
         self.progress = progress
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

@@ -7,6 +7,7 @@ skipped; it never stops the sweep. `extend` pushes an environment's expiry.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, timezone
@@ -97,6 +98,8 @@ def reap(
     pr_open: PrIsOpen | None = None,
     app: str | None = None,
     teardown_fn: Callable[..., dict[str, Any]] = teardown,
+    wait_seconds: float = 180,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> dict[str, Any]:
     now = now or datetime.now(timezone.utc)
     selector = "envci.io/managed=true" + (f",envci.io/app={app}" if app else "")
@@ -116,13 +119,30 @@ def reap(
             reaped.append({"namespace": name, "reason": reason})
             continue
         try:
-            teardown_fn(kube, rep, namespace=name, timeout=120)
-            counts["reaped"] += 1
+            # Start every deletion first and wait for them together: the namespace controller
+            # takes seconds per namespace, and a sweep of fifty should not take fifty times that.
+            teardown_fn(kube, rep, namespace=name, wait=False)
             reaped.append({"namespace": name, "reason": reason})
         except EnvciError as e:
             counts["failed"] += 1
             failed.append({"namespace": name, "reason": reason, "error": e.message})
             rep.warn(f"could not reap {name}: {e.message}")
+    pending = {r["namespace"] for r in reaped}
+    end = time.monotonic() + wait_seconds
+    while pending and not dry_run and time.monotonic() < end:
+        pending = {n for n in pending if kube.namespace(n) is not None}
+        if pending:
+            sleep(0.5)
+    for r in reaped:
+        if dry_run:
+            continue
+        if r["namespace"] in pending:
+            counts["still_terminating"] += 1
+            r["still_terminating"] = "true"
+        else:
+            counts["reaped"] += 1
+    if pending and not dry_run:
+        rep.warn(f"still terminating after {wait_seconds:.0f}s: {', '.join(sorted(pending))} (`envci teardown --env NAME` explains why)")
     return {"dry_run": dry_run, "counts": dict(counts), "reaped": reaped, "failed": failed}
 
 

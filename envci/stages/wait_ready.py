@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
 from envci.config.loader import LoadedConfig
-from envci.durations import parse_duration
+from envci.durations import format_duration, parse_duration
 from envci.errors import NotReadyError
 from envci.kube import readiness
 from envci.kube.client import WORKLOAD_KINDS, Kube
@@ -60,6 +60,13 @@ def judge(
         if p["metadata"]["name"] not in owned and not (p["metadata"].get("ownerReferences")):
             items.append(Item(component_of(p, release_map), p, readiness.assess_pod(p, now=now, rules=rules)))
     return items
+
+
+def timed_out_verdict(v: readiness.Verdict, waited: str) -> readiness.Verdict:
+    """A deadline turns progressing into failed; a specific reason (ImagePullBackOff, NotReady) is kept."""
+    generic = {"Progressing", "Pending", "Running", ""}
+    reason = "Timeout" if v.reason in generic else v.reason
+    return readiness.Verdict("failed", reason, f"not ready within {waited}: {v.message}", v.pods)
 
 
 def list_workloads(kube: Kube, namespace: str) -> list[dict[str, Any]]:
@@ -145,7 +152,7 @@ def wait_ready(
             events = kube.events(ns)
             failures = [diagnose(kube, ns, i, events) for i in failed]
             for i in timed_out:
-                i.verdict = readiness.Verdict("failed", "Timeout", f"not ready within {spec.component(i.component).wait.timeout if i.component in wanted_names else timeout}: {i.verdict.message}", i.verdict.pods)
+                i.verdict = timed_out_verdict(i.verdict, format_duration(deadlines[i.component] - start))
                 failures.append(diagnose(kube, ns, i, events))
             _record(kube, state, "wait-ready", "failed", "; ".join(f"{f['workload']}: {f['reason']}" for f in failures))
             raise NotReadyError(
