@@ -28,7 +28,7 @@ from envci.stages.provision import provision
 from envci.stages.reap import reap
 from envci.stages.teardown import teardown
 
-from .tcpproxy import FlakyProxy
+from tcpproxy import FlakyProxy  # tests/integration is on sys.path (pytest rootdir-relative imports)
 
 pytestmark = pytest.mark.cluster
 APP = Path(__file__).parent.parent / "data" / "apps" / "shop"
