@@ -50,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add("validate", "check envci.yaml without touching the cluster")
     p = add("schema", "print the JSON Schema of envci.yaml", config=False)
+    p.add_argument("--format", choices=("json", "markdown"), default="json", help="JSON Schema, or the Markdown reference")
     p = add("provision", "create or update the build's environment and install its components")
     p.add_argument("--no-wait-dependencies", action="store_true", help="do not wait for dependencies to be ready before installing dependents")
     p = add("wait-ready", "wait until every workload of the environment is ready")
@@ -107,9 +108,10 @@ def run(args: argparse.Namespace, rep: Reporter) -> int:
 
         return cluster_main(args.action, args.output)
     if cmd == "schema":
+        from envci.config.reference import markdown
         from envci.config.schema import schema
 
-        print(json.dumps(schema(), indent=2))
+        print(markdown() if args.format == "markdown" else json.dumps(schema(), indent=2), end="" if args.format == "markdown" else "\n")
         return ExitCode.OK
     if cmd == "validate":
         cfg = _load(args, secrets=False)
