@@ -56,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("wait-ready", "wait until every workload of the environment is ready")
     p.add_argument("--timeout", default=None, help="overall deadline, e.g. 5m (default: each component's wait.timeout)")
     p.add_argument("--component", action="append", default=None, help="wait only for this component (repeatable)")
+    p = add("seed", "load data into the environment: the `seed:` steps of envci.yaml, in order (safe to re-run)")
+    p.add_argument("--step", type=int, action="append", default=None, help="run only the step with this index (0-based; repeatable)")
     p = add("teardown", "remove the environment and everything it created (idempotent)")
     p.add_argument("--timeout", default="5m", help="how long to wait for the namespace to go (default: %(default)s)")
     p.add_argument("--force", action="store_true", help="remove finalizers from envci-owned objects if the namespace is stuck")
@@ -146,6 +148,13 @@ def run(args: argparse.Namespace, rep: Reporter) -> int:
             raise ConfigError(str(e), field="--timeout") from None
         res = wait_ready(cfg, _kube(args), rep, components=args.component, timeout=timeout)
         rep.result(res, f"environment {res['name']} is ready ({res['seconds']}s)")
+        return ExitCode.OK
+    if cmd == "seed":
+        from envci.stages.seed import format_result, seed
+
+        cfg = _load(args)
+        res = seed(cfg, _kube(args), rep, only=args.step)
+        rep.result(res, format_result(res))
         return ExitCode.OK
     if cmd == "teardown":
         from envci.durations import parse_duration

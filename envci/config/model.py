@@ -192,6 +192,10 @@ class JobSeed(Strict):
     image_from: str | None = Field(None, description="Use the image of this component's first container")
     command: list[str] = Field(default_factory=list, description="Command and arguments")
     env: dict[str, str] = Field(default_factory=dict, description="Environment variables (templated)")
+    labels: dict[str, str] = Field(default_factory=dict, description="Extra labels on the Job's pod (e.g. for NetworkPolicies)")
+    backoff_limit: int = Field(
+        0, ge=0, le=10, description="Retries after a failed attempt (default 0: a seed script may not be safe to run twice)"
+    )
     timeout: Duration = Field("5m", description="How long to wait for the Job")
 
     _v = field_validator("timeout", mode="before")(_duration)
@@ -210,6 +214,9 @@ class ExecSeed(Strict):
     exec: list[str] = Field(description="Command run in a running pod of `component`")
     component: str = Field(description="Component whose pod runs the command")
     container: str | None = Field(None, description="Container name (default: the first)")
+    timeout: Duration = Field("5m", description="How long the command may run")
+
+    _v = field_validator("timeout", mode="before")(_duration)
 
 
 
