@@ -1,0 +1,1 @@
+"""Test reports: the result model, JUnit XML in and out, the Markdown summary, the report folder."""

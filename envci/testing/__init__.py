@@ -1,0 +1,1 @@
+"""Suite runners for `envci test`: command (on the runner), job (in the cluster), helm-test."""
