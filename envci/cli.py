@@ -58,6 +58,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--component", action="append", default=None, help="wait only for this component (repeatable)")
     p = add("seed", "load data into the environment: the `seed:` steps of envci.yaml, in order (safe to re-run)")
     p.add_argument("--step", type=int, action="append", default=None, help="run only the step with this index (0-based; repeatable)")
+    p = add("test", "run the test suites of envci.yaml against the environment and write a report")
+    p.add_argument("--output-dir", default="envci-report", help="report folder: junit.xml, summary.md, report.json, test.env, logs/ (default: %(default)s)")
+    p.add_argument("--suite", action="append", default=None, help="run only this suite (repeatable)")
+    p.add_argument("--no-publish", action="store_true", help="write the report files only: no step summary, no PR/MR comment")
+    p.add_argument("--no-comment", action="store_true", help="publish the step summary but post no PR/MR comment")
+    p = add("report", "publish a report written by `envci test` again (step summary, PR/MR comment)", config=False)
+    p.add_argument("--output-dir", default="envci-report", help="report folder written by `envci test` (default: %(default)s)")
+    p.add_argument("--no-comment", action="store_true", help="publish the step summary but post no PR/MR comment")
     p = add("teardown", "remove the environment and everything it created (idempotent)")
     p.add_argument("--timeout", default="5m", help="how long to wait for the namespace to go (default: %(default)s)")
     p.add_argument("--force", action="store_true", help="remove finalizers from envci-owned objects if the namespace is stuck")
@@ -156,6 +164,8 @@ def run(args: argparse.Namespace, rep: Reporter) -> int:
         res = seed(cfg, _kube(args), rep, only=args.step)
         rep.result(res, format_result(res))
         return ExitCode.OK
+    if cmd in ("test", "report"):
+        return _test_or_report(args, rep)
     if cmd == "teardown":
         from envci.durations import parse_duration
         from envci.stages.teardown import teardown
@@ -212,6 +222,34 @@ def run(args: argparse.Namespace, rep: Reporter) -> int:
         rep.result(res, f"{res['namespace']} expires at {res['expires_at']}")
         return ExitCode.OK
     raise AssertionError(cmd)
+
+
+def _test_or_report(args: argparse.Namespace, rep: Reporter) -> int:
+    from pathlib import Path
+
+    from envci.ci.publish import publish_report
+    from envci.stages.test import format_result, result_dict
+
+    out_dir = Path(args.output_dir)
+    if args.command == "test":
+        from envci.stages.test import test
+
+        run_, files = test(_load(args), _kube(args), rep, out_dir=out_dir, kubeconfig=args.kubeconfig, suites=args.suite)
+        publish = not args.no_publish
+    else:
+        from envci.report.files import read_report
+
+        try:
+            run_ = read_report(out_dir)
+        except (FileNotFoundError, ValueError, KeyError) as e:
+            raise ConfigError(f"cannot read the report: {e}", field="--output-dir", hint="run `envci test --output-dir DIR` first") from None
+        files = {k: str(out_dir / f) for k, f in (("junit", "junit.xml"), ("summary", "summary.md"), ("json", "report.json"), ("dotenv", "test.env"))}
+        publish = True
+    data = result_dict(run_, files)
+    if publish:
+        data["published"] = publish_report(run_, files, env=os.environ, warn=rep.warn, comment=not args.no_comment)
+    rep.result(data, format_result(run_, files))
+    return {"passed": ExitCode.OK, "failed": ExitCode.TESTS_FAILED}.get(run_.outcome, ExitCode.INFRASTRUCTURE)
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:
