@@ -1,308 +1,670 @@
 """Pure readiness rules: a Kubernetes object (and its pods) -> ready | progressing | failed(reason).
 
-Objects are plain dicts in API JSON shape. The rules follow what `kubectl rollout status` and
-Helm's readiness checks consider done, plus the pod states that will not heal on their own
-(crash loops, bad images, unschedulable pods), which fail fast instead of running out the clock.
+Objects are plain dicts in API JSON shape (camelCase, as `kubectl get -o json` prints them). The
+workload rules follow what `kubectl rollout status` and Helm's readiness checks count as done. On
+top of that, pod states that will not heal on their own (crash loops, images that cannot be pulled,
+pods no node can take, missing config) fail the workload early, so a broken build stops in seconds
+instead of running out the clock, and the verdict names the pod and container to look at.
+
+Nothing here does I/O or reads the clock: the caller passes `now`, so every threshold is testable.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 
 State = Literal["ready", "progressing", "failed"]
+Obj = dict[str, Any]
 
-# Waiting reasons that no amount of waiting fixes.
-FATAL_WAITING = {"InvalidImageName", "CreateContainerConfigError", "CreateContainerError", "RunContainerError", "ErrImageNeverPull"}
-IMAGE_PULL = {"ImagePullBackOff", "ErrImagePull"}
+# Waiting reasons that no amount of waiting fixes: the pod spec itself is wrong.
+FATAL_WAITING = frozenset({"InvalidImageName", "ErrImageNeverPull", "RunContainerError"})
+# Registries hiccup and tags get pushed late: these fail only after `Rules.image_pull_grace`.
+IMAGE_PULL_WAITING = frozenset({"ImagePullBackOff", "ErrImagePull"})
+# A Secret/ConfigMap created a moment later by an operator heals these: `Rules.create_error_grace`.
+CREATE_WAITING = frozenset({"CreateContainerConfigError", "CreateContainerError"})
+# Reasons that only say "not there yet"; a hint with a more specific reason explains more.
+_GENERIC = frozenset({"Pending", "Progressing", "Running", "ContainerCreating", "PodInitializing"})
+
+_ORDER: dict[str, int] = {"failed": 0, "progressing": 1, "ready": 2}
+# The Progressing condition names the new ReplicaSet: 'ReplicaSet "web-7c5ddbdf54" is progressing.',
+# 'Created new replica set "web-7c5ddbdf54"', 'Found new replica set ...'.
+_NEW_REPLICA_SET = re.compile(r'replica ?set "([^"]+)"', re.IGNORECASE)
 
 
 @dataclass(frozen=True)
 class Verdict:
+    """What one object amounts to right now."""
+
     state: State
     reason: str
+    """Short and, when Kubernetes has a word for it, spelled as Kubernetes spells it (CrashLoopBackOff)."""
     message: str
+    """One sentence naming the object and what is wrong or awaited."""
     pods: tuple[str, ...] = ()
+    """Pods that explain a failure or a wait, so the caller can show their events and last log lines."""
 
 
 @dataclass(frozen=True)
 class Rules:
+    """When a bad state stops being worth waiting for. The waiter's own deadline bounds everything else."""
+
     image_pull_grace: timedelta = timedelta(seconds=60)
-    """ImagePullBackOff/ErrImagePull fail after this long: registries hiccup, a typo'd tag does not heal."""
+    """ImagePullBackOff/ErrImagePull fail after this long, measured from the pod's start.
+
+    Registries hiccup and CI sometimes pushes an image a moment after deploying it; the kubelet's own
+    retries (10s, 20s, 40s...) get two or three attempts in a minute. A mistyped tag never heals."""
+
     crashloop_restarts: int = 2
-    """CrashLoopBackOff fails once a container restarted this often: one restart can be a race at start-up."""
+    """A crash-looping container fails once its restartCount reaches this.
+
+    One restart can be a race at start-up (a database not accepting connections yet); a second
+    crash of the same container is almost always a real bug or a bad configuration."""
+
     unschedulable_grace: timedelta = timedelta(seconds=30)
-    """Unschedulable fails after this long: long enough for a cluster autoscaler to react to a pending pod."""
+    """A pod no node can take fails after this long, measured from its PodScheduled transition.
+
+    Without a cluster autoscaler nothing changes the nodes, so a short grace only covers pods
+    freed by a rollout. With an autoscaler, set this above its scale-up time (minutes)."""
+
+    create_error_grace: timedelta = timedelta(seconds=30)
+    """CreateContainerConfigError/CreateContainerError fail after this long, measured from the pod's start.
+
+    The usual cause is a missing Secret or ConfigMap key; operators (external secrets, cert
+    managers) create those a few seconds after the workload, so they deserve a short wait."""
+
+    replica_failure_grace: timedelta = timedelta(seconds=30)
+    """A controller that cannot create pods (ReplicaFailure: quota, admission) fails after this long.
+
+    During a rolling update a surge pod can briefly exceed a quota until an old pod goes away;
+    a pod security violation never heals."""
+
+    require_load_balancer_address: bool = True
+    """Whether a Service of type LoadBalancer needs status.loadBalancer.ingress to count as ready.
+
+    Turn off on clusters without a load-balancer controller, where the address never comes."""
+
     require_ingress_address: bool = False
-    """Whether an Ingress needs a load-balancer address to count as ready (local clusters have none)."""
+    """Whether an Ingress needs status.loadBalancer.ingress to count as ready.
+
+    Off by default: local clusters often run no ingress controller that would publish an address."""
 
 
-def _ts(value: str | None) -> datetime | None:
-    if not value:
+# --- small helpers ------------------------------------------------------------------------------
+
+
+def parse_time(value: object) -> datetime | None:
+    """An RFC 3339 timestamp from the API as an aware datetime; None when absent or unreadable.
+
+    Kubernetes writes "2026-01-01T00:00:00Z", MicroTime adds fractions, other writers add offsets.
+    """
+    if not isinstance(value, str) or not value.strip():
         return None
+    text = value.strip()
+    if text[-1] in "zZ":
+        text = text[:-1] + "+00:00"
+    # fromisoformat keeps at most microseconds; cut nanoseconds some writers produce.
+    text = re.sub(r"(\.\d{6})\d+", r"\1", text)
     try:
-        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        t = datetime.fromisoformat(text)
     except ValueError:
         return None
+    return _aware(t)
+
+
+def _aware(t: datetime) -> datetime:
+    # A naive clock would make every subtraction with API times raise; treat it as UTC.
     return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
 
 
-def _name(obj: dict[str, Any]) -> str:
-    return (obj.get("metadata") or {}).get("name", "?")
+def _meta(obj: Obj) -> Obj:
+    return obj.get("metadata") or {}
 
 
-def _cond(obj: dict[str, Any], kind: str) -> dict[str, Any] | None:
-    for c in (obj.get("status") or {}).get("conditions") or []:
-        if c.get("type") == kind:
+def _status(obj: Obj) -> Obj:
+    return obj.get("status") or {}
+
+
+def _spec(obj: Obj) -> Obj:
+    return obj.get("spec") or {}
+
+
+def _name(obj: Obj) -> str:
+    return str(_meta(obj).get("name") or "?")
+
+
+def _int(value: object, default: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        return default
+
+
+def _cond(obj: Obj, kind: str) -> Obj | None:
+    for c in _status(obj).get("conditions") or []:
+        if isinstance(c, dict) and c.get("type") == kind:
             return c
     return None
 
 
+def _true(cond: Obj | None) -> bool:
+    return bool(cond) and cond.get("status") == "True"  # type: ignore[union-attr]
+
+
+def _elapsed_since(since: datetime | None, now: datetime) -> timedelta | None:
+    return None if since is None else _aware(now) - since
+
+
+def _past(since: datetime | None, now: datetime, grace: timedelta) -> bool:
+    """Whether `grace` has run out; an unknown start never runs out (the waiter's deadline still does)."""
+    elapsed = _elapsed_since(since, now)
+    return elapsed is not None and elapsed >= grace
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _deleting(obj: Obj) -> bool:
+    return bool(_meta(obj).get("deletionTimestamp"))
+
+
 def worst(verdicts: Iterable[Verdict]) -> Verdict:
-    order = {"failed": 0, "progressing": 1, "ready": 2}
+    """The verdict that decides a summary: failed over progressing over ready; the first among equals."""
     vs = list(verdicts)
     if not vs:
         return Verdict("ready", "Ready", "nothing to wait for")
-    return min(vs, key=lambda v: order[v.state])
+    return min(vs, key=lambda v: _ORDER[v.state])
 
 
 # --- pods ---------------------------------------------------------------------------------------
 
 
-def _container_problem(pod: dict[str, Any], cs: dict[str, Any], *, init: bool, now: datetime, rules: Rules) -> Verdict | None:
-    pname, cname = _name(pod), cs.get("name", "?")
-    what = f"pod {pname} {'init ' if init else ''}container {cname}"
-    waiting = (cs.get("state") or {}).get("waiting") or {}
-    reason = waiting.get("reason", "")
-    restarts = int(cs.get("restartCount") or 0)
-    last = (cs.get("lastState") or {}).get("terminated") or {}
-    if reason == "CrashLoopBackOff":
-        detail = f"restarted {restarts} times"
-        if last:
-            detail += f", last exit code {last.get('exitCode')}"
-            if last.get("reason") and last.get("reason") != "Error":
-                detail += f" ({last['reason']})"
-        v = Verdict("failed", "CrashLoopBackOff", f"{what} is in CrashLoopBackOff ({detail})", (pname,))
-        return v if restarts >= rules.crashloop_restarts else Verdict("progressing", "CrashLoopBackOff", v.message, (pname,))
-    if reason in IMAGE_PULL:
-        msg = f"{what} cannot pull image {cs.get('image', '')}: {reason}"
-        if waiting.get("message"):
-            msg += f" ({waiting['message']})"
-        since = _ts((_cond(pod, "PodScheduled") or {}).get("lastTransitionTime")) or _ts((pod.get("status") or {}).get("startTime"))
-        if since is None or now - since >= rules.image_pull_grace:
-            return Verdict("failed", reason, msg, (pname,))
-        return Verdict("progressing", reason, msg, (pname,))
+def _pod_started(pod: Obj) -> datetime | None:
+    """When the kubelet started working on the pod: the clock for image pulls and container creation."""
+    st = _status(pod)
+    return (
+        parse_time(st.get("startTime"))
+        or parse_time((_cond(pod, "PodScheduled") or {}).get("lastTransitionTime"))
+        or parse_time(_meta(pod).get("creationTimestamp"))
+    )
+
+
+def _with_message(text: str, message: object) -> str:
+    return f"{text} ({message})" if message else text
+
+
+def _crash_detail(cs: Obj) -> tuple[str, str]:
+    """(reason, detail) of a crash-looping container; OOMKilled is the reason when memory killed it."""
+    restarts = _int(cs.get("restartCount"))
+    last = (cs.get("lastState") or {}).get("terminated") or (cs.get("state") or {}).get("terminated") or {}
+    detail = f"restarted {_plural(restarts, 'time')}"
+    if "exitCode" in last:
+        detail += f", last exit code {last['exitCode']}"
+    term_reason = last.get("reason") or ""
+    if term_reason and term_reason not in {"Error", "Completed"}:
+        detail += f", {term_reason}"
+    # OOMKilled tells the reader what to change (the memory limit); CrashLoopBackOff alone does not.
+    reason = "OOMKilled" if term_reason == "OOMKilled" else "CrashLoopBackOff"
+    return reason, detail
+
+
+def _container_verdict(pod: Obj, cs: Obj, *, init: bool, now: datetime, rules: Rules) -> Verdict | None:
+    """A verdict when this container is in a bad state (failed, or bad but within its grace); else None."""
+    pname = _name(pod)
+    what = f"pod {pname} {'init container' if init else 'container'} {cs.get('name', '?')}"
+    state = cs.get("state") or {}
+    waiting = state.get("waiting") or {}
+    terminated = state.get("terminated") or {}
+    reason = waiting.get("reason") or ""
+    restarts = _int(cs.get("restartCount"))
+    # Between back-offs a crash-looping container shows as terminated, not waiting: same loop.
+    crashed_again = bool(terminated) and _int(terminated.get("exitCode")) != 0 and restarts > 0
+    if reason == "CrashLoopBackOff" or crashed_again:
+        why, detail = _crash_detail(cs)
+        state_: State = "failed" if restarts >= rules.crashloop_restarts else "progressing"
+        doing = "is in CrashLoopBackOff" if reason else "keeps crashing"
+        return Verdict(state_, why, f"{what} {doing} ({detail})", (pname,))
+    if reason in IMAGE_PULL_WAITING:
+        msg = _with_message(f"{what} cannot pull image {cs.get('image', '')}: {reason}", waiting.get("message"))
+        state_ = "failed" if _past(_pod_started(pod), now, rules.image_pull_grace) else "progressing"
+        return Verdict(state_, reason, msg, (pname,))
+    if reason in CREATE_WAITING:
+        msg = _with_message(f"{what} cannot be created: {reason}", waiting.get("message"))
+        state_ = "failed" if _past(_pod_started(pod), now, rules.create_error_grace) else "progressing"
+        return Verdict(state_, reason, msg, (pname,))
     if reason in FATAL_WAITING:
-        msg = f"{what}: {reason}" + (f" ({waiting['message']})" if waiting.get("message") else "")
-        return Verdict("failed", reason, msg, (pname,))
-    term = (cs.get("state") or {}).get("terminated") or {}
-    if init and term and term.get("exitCode", 0) != 0 and restarts >= rules.crashloop_restarts:
-        return Verdict("failed", term.get("reason") or "Error", f"{what} failed with exit code {term.get('exitCode')}", (pname,))
+        return Verdict("failed", reason, _with_message(f"{what}: {reason}", waiting.get("message")), (pname,))
     return None
 
 
-def assess_pod(pod: dict[str, Any], *, now: datetime, rules: Rules = Rules()) -> Verdict:
-    name = _name(pod)
-    status = pod.get("status") or {}
-    phase = status.get("phase", "Pending")
-    if phase == "Succeeded":
-        return Verdict("ready", "Completed", f"pod {name} completed")
-    if phase == "Failed":
-        reason = status.get("reason") or "Failed"
-        return Verdict("failed", reason, f"pod {name} failed: {status.get('message') or reason}", (name,))
+def _container_verdicts(pod: Obj, now: datetime, rules: Rules) -> list[Verdict]:
+    st = _status(pod)
+    out = []
     for init, key in ((True, "initContainerStatuses"), (False, "containerStatuses")):
-        for cs in status.get(key) or []:
-            problem = _container_problem(pod, cs, init=init, now=now, rules=rules)
-            if problem:
-                return problem
+        for cs in st.get(key) or []:
+            v = _container_verdict(pod, cs, init=init, now=now, rules=rules)
+            if v is not None:
+                out.append(v)
+    return out
+
+
+def _unschedulable(pod: Obj, now: datetime, rules: Rules) -> Verdict | None:
     sched = _cond(pod, "PodScheduled")
-    if sched and sched.get("status") == "False" and sched.get("reason") == "Unschedulable":
-        since = _ts(sched.get("lastTransitionTime"))
-        msg = f"pod {name} cannot be scheduled: {sched.get('message', '')}".rstrip(": ")
-        if since is None or now - since >= rules.unschedulable_grace:
-            return Verdict("failed", "Unschedulable", msg, (name,))
-        return Verdict("progressing", "Unschedulable", msg, (name,))
-    ready = _cond(pod, "Ready")
-    if ready and ready.get("status") == "True":
-        return Verdict("ready", "Ready", f"pod {name} is ready")
-    if phase == "Running":
-        unready = [c.get("name") for c in status.get("containerStatuses") or [] if not c.get("ready")]
-        hint = f"container {', '.join(unready)} is running but not ready (readiness probe failing?)" if unready else "not ready yet"
-        return Verdict("progressing", "NotReady", f"pod {name}: {hint}", (name,))
+    if not sched or sched.get("status") != "False" or sched.get("reason") != "Unschedulable":
+        return None
+    name = _name(pod)
+    msg = f"pod {name} cannot be scheduled" + (f": {sched['message']}" if sched.get("message") else "")
+    since = parse_time(sched.get("lastTransitionTime")) or parse_time(_meta(pod).get("creationTimestamp"))
+    state: State = "failed" if _past(since, now, rules.unschedulable_grace) else "progressing"
+    return Verdict(state, "Unschedulable", msg, (name,))
+
+
+def _failed_pod(pod: Obj) -> Verdict:
+    """A pod in phase Failed: evicted, past its deadline, or (restartPolicy Never) a container exited non-zero."""
+    name, st = _name(pod), _status(pod)
+    why = st.get("message") or ""
+    reason = st.get("reason") or ""
+    if not why:
+        for cs in (st.get("initContainerStatuses") or []) + (st.get("containerStatuses") or []):
+            term = (cs.get("state") or {}).get("terminated") or {}
+            if term and _int(term.get("exitCode")) != 0:
+                reason = reason or term.get("reason") or "Error"
+                why = f"container {cs.get('name', '?')} exited with code {term.get('exitCode')}"
+                if term.get("reason") and term.get("reason") != "Error":
+                    why += f" ({term['reason']})"
+                break
+    reason = reason or "Failed"
+    return Verdict("failed", reason, f"pod {name} failed: {why or reason}", (name,))
+
+
+def _not_ready(pod: Obj) -> Verdict:
+    """Running but not Ready: say which containers and the likely cause, and leave it to the deadline."""
+    name, st = _name(pod), _status(pod)
+    statuses = st.get("containerStatuses") or []
+    running = [c.get("name", "?") for c in statuses if not c.get("ready") and "running" in (c.get("state") or {})]
+    waiting = [
+        f"container {c.get('name', '?')} is waiting ({((c.get('state') or {}).get('waiting') or {}).get('reason', 'unknown')})"
+        for c in statuses
+        if not c.get("ready") and "waiting" in (c.get("state") or {})
+    ]
+    parts = []
+    if running:
+        noun = "container" if len(running) == 1 else "containers"
+        verb = "is" if len(running) == 1 else "are"
+        parts.append(f"{noun} {', '.join(running)} {verb} running but not ready (readiness probe failing?)")
+    parts += waiting
+    restarts = sum(_int(c.get("restartCount")) for c in statuses)
+    if restarts:
+        parts.append(f"restarted {_plural(restarts, 'time')}")
+    if not parts:
+        gates = [g.get("conditionType") for g in _spec(pod).get("readinessGates") or []]
+        unmet = [g for g in gates if g and not _true(_cond(pod, g))]
+        parts.append(f"readiness gates not met: {', '.join(unmet)}" if unmet else "not ready yet")
+    return Verdict("progressing", "NotReady", f"pod {name}: {'; '.join(parts)}", (name,))
+
+
+def _pending(pod: Obj) -> Verdict:
+    """Not running yet: name what it is busy with (init containers, ContainerCreating...)."""
+    name, st = _name(pod), _status(pod)
+    inits = st.get("initContainerStatuses") or []
+    done = sum(1 for c in inits if ((c.get("state") or {}).get("terminated") or {}).get("exitCode") == 0)
+    if inits and done < len(inits):
+        return Verdict("progressing", "PodInitializing", f"pod {name} is initializing ({done}/{len(inits)} init containers done)")
+    for c in st.get("containerStatuses") or []:
+        reason = ((c.get("state") or {}).get("waiting") or {}).get("reason")
+        if reason:
+            return Verdict("progressing", reason, f"pod {name} is pending: container {c.get('name', '?')} is {reason}")
+    sched = _cond(pod, "PodScheduled")
+    if sched and sched.get("status") == "False" and sched.get("reason"):
+        # SchedulingGated and the like: waiting on something outside the pod.
+        return Verdict("progressing", sched["reason"], _with_message(f"pod {name} is not scheduled yet", sched.get("message")))
+    phase = st.get("phase") or "Pending"
     return Verdict("progressing", "Pending", f"pod {name} is {phase.lower()}")
 
 
-def pods_of(obj: dict[str, Any], pods: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Pods selected by the workload's selector (and not being deleted)."""
-    spec = obj.get("spec") or {}
-    selector = spec.get("selector") or {}
-    if obj.get("kind") == "Job":
-        uid = (obj.get("metadata") or {}).get("uid")
-        by_owner = [p for p in pods if any(o.get("uid") == uid for o in (p.get("metadata") or {}).get("ownerReferences") or [])]
-        if by_owner or not selector:
-            return [p for p in by_owner if not p["metadata"].get("deletionTimestamp")]
-    if obj.get("kind") == "Service":
-        selector = {"matchLabels": spec.get("selector") or {}} if spec.get("selector") else {}
-    if not selector:
-        return []
-    ns = (obj.get("metadata") or {}).get("namespace")
-    return [
-        p
-        for p in pods
-        if not (p.get("metadata") or {}).get("deletionTimestamp")
-        and (ns is None or (p.get("metadata") or {}).get("namespace") in (None, ns))
-        and _matches(selector, (p.get("metadata") or {}).get("labels") or {})
-    ]
+def assess_pod(pod: Obj, *, now: datetime, rules: Rules = Rules()) -> Verdict:
+    """One pod: Succeeded is ready (a finished one-off), Failed is failed, else its containers decide."""
+    name, st = _name(pod), _status(pod)
+    phase = st.get("phase") or "Pending"
+    if phase == "Succeeded":
+        return Verdict("ready", "Completed", f"pod {name} completed")
+    if phase == "Failed":
+        return _failed_pod(pod)
+    containers = _container_verdicts(pod, now, rules)
+    failed = [v for v in containers if v.state == "failed"]
+    if failed:
+        return failed[0]
+    unschedulable = _unschedulable(pod, now, rules)
+    if unschedulable is not None:
+        return unschedulable
+    if _true(_cond(pod, "Ready")):
+        return Verdict("ready", "Ready", f"pod {name} is ready")
+    if containers:  # bad but within its grace: the specific reason explains the wait best
+        return containers[0]
+    if phase == "Running":
+        return _not_ready(pod)
+    return _pending(pod)
 
 
-def _matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
-    for k, v in (selector.get("matchLabels") or {}).items():
-        if labels.get(k) != v:
-            return False
-    for expr in selector.get("matchExpressions") or []:
-        key, op, values = expr.get("key"), expr.get("operator"), expr.get("values") or []
-        if op == "In" and labels.get(key) not in values:
-            return False
-        if op == "NotIn" and labels.get(key) in values:
-            return False
-        if op == "Exists" and key not in labels:
-            return False
-        if op == "DoesNotExist" and key in labels:
-            return False
-    return bool(selector.get("matchLabels") or selector.get("matchExpressions"))
+# --- which pods belong to a workload ------------------------------------------------------------
 
 
-def _pod_failure(pods: list[dict[str, Any]], now: datetime, rules: Rules, *, allow_failed_phase: bool = False) -> Verdict | None:
-    for p in pods:
-        if allow_failed_phase and (p.get("status") or {}).get("phase") == "Failed":
-            continue
-        v = assess_pod(p, now=now, rules=rules)
-        if v.state == "failed":
-            return v
+def _matches(selector: Obj, labels: dict[str, str]) -> bool:
+    """Label selector semantics; an empty selector selects nothing (a workload never has one)."""
+    match_labels = selector.get("matchLabels") or {}
+    exprs = selector.get("matchExpressions") or []
+    if not match_labels and not exprs:
+        return False
+    if any(labels.get(k) != v for k, v in match_labels.items()):
+        return False
+    return all(_expression(e, labels) for e in exprs)
+
+
+def _expression(expr: Obj, labels: dict[str, str]) -> bool:
+    key, op, values = expr.get("key"), expr.get("operator"), expr.get("values") or []
+    if op == "In":
+        return key in labels and labels[key] in values
+    if op == "NotIn":
+        return key not in labels or labels[key] not in values
+    if op == "Exists":
+        return key in labels
+    if op == "DoesNotExist":
+        return key not in labels
+    return False  # an operator we do not know must not widen the selection
+
+
+def _controller(pod: Obj) -> Obj | None:
+    for ref in _meta(pod).get("ownerReferences") or []:
+        if isinstance(ref, dict) and ref.get("controller"):
+            return ref
     return None
 
 
-def _pod_hint(pods: list[dict[str, Any]], now: datetime, rules: Rules) -> Verdict | None:
-    """The most telling not-ready pod, to explain a workload that is still progressing."""
-    vs = [assess_pod(p, now=now, rules=rules) for p in pods]
-    pending = [v for v in vs if v.state != "ready"]
-    return pending[0] if pending else None
+def _owned_by(obj: Obj, pod: Obj) -> bool:
+    """Whether the pod's controller is this workload, when the pod names one.
+
+    Overlapping selectors are common (two StatefulSets selecting only `app: redis`); the owner
+    reference tells their pods apart. A pod without a controller is judged by its labels alone.
+    """
+    ref = _controller(pod)
+    if ref is None:
+        return True
+    kind, name, uid = obj.get("kind"), _name(obj), _meta(obj).get("uid")
+    if kind == "Deployment":
+        # Deployment pods belong to its ReplicaSets, named "<deployment>-<pod-template-hash>".
+        return ref.get("kind") == "ReplicaSet" and str(ref.get("name", "")).rpartition("-")[0] == name
+    if kind in {"StatefulSet", "DaemonSet", "ReplicaSet", "Job"}:
+        if ref.get("kind") != kind:
+            return False
+        return ref.get("uid") == uid if uid and ref.get("uid") else ref.get("name") == name
+    return True
+
+
+def _selector(obj: Obj) -> Obj:
+    spec = _spec(obj)
+    if obj.get("kind") == "Service":  # a Service's selector is a bare label map
+        return {"matchLabels": spec.get("selector") or {}}
+    return spec.get("selector") or {}
+
+
+def pods_of(obj: Obj, pods: list[Obj]) -> list[Obj]:
+    """Pods of a workload (or behind a Service): selected by its selector and owned by it, not being deleted."""
+    if obj.get("kind") == "Pod":
+        return []
+    selector = _selector(obj)
+    ns = _meta(obj).get("namespace")
+    out = []
+    for p in pods:
+        meta = _meta(p)
+        if _deleting(p) or (ns and meta.get("namespace") and meta["namespace"] != ns):
+            continue
+        if obj.get("kind") == "Job" and _controller(p) and _owned_by(obj, p):
+            out.append(p)  # a Job's pods are found by owner even when the caller's Job lacks its selector
+        elif _matches(selector, meta.get("labels") or {}) and _owned_by(obj, p):
+            out.append(p)
+    return out
 
 
 # --- workloads ----------------------------------------------------------------------------------
 
 
-def _replicas(obj: dict[str, Any], default: int = 1) -> int:
-    r = (obj.get("spec") or {}).get("replicas")
-    return default if r is None else int(r)
+def _pod_failures(pods: list[Obj], now: datetime, rules: Rules) -> list[Verdict]:
+    return [v for v in (assess_pod(p, now=now, rules=rules) for p in pods) if v.state == "failed"]
 
 
-def _progressing(kind: str, name: str, what: str, pods: list[dict[str, Any]], now: datetime, rules: Rules) -> Verdict:
-    failure = _pod_failure(pods, now, rules)
-    if failure:
-        return Verdict("failed", failure.reason, f"{kind} {name}: {what}; {failure.message}", failure.pods)
+def _failed_workload(label: str, what: str, failures: list[Verdict]) -> Verdict:
+    first = failures[0]
+    more = f" (and {_plural(len(failures) - 1, 'more pod')} failing)" if len(failures) > 1 else ""
+    names = tuple(dict.fromkeys(n for v in failures for n in v.pods))
+    return Verdict("failed", first.reason, f"{label}: {what}; {first.message}{more}", names)
+
+
+def _pod_hint(pods: list[Obj], now: datetime, rules: Rules) -> Verdict | None:
+    """The most telling not-ready pod, to explain a workload that is still progressing."""
+    waiting = [v for v in (assess_pod(p, now=now, rules=rules) for p in pods) if v.state != "ready"]
+    specific = [v for v in waiting if v.reason not in _GENERIC]
+    best = specific or waiting
+    return best[0] if best else None
+
+
+def _progressing(label: str, what: str, pods: list[Obj], now: datetime, rules: Rules, *, job: bool = False) -> Verdict:
+    """A workload whose own status is not done: its pods decide between failed and progressing."""
+    if job:
+        # A Job retries failed pods up to its backoffLimit; its own Failed condition judges them.
+        pods = [p for p in pods if _status(p).get("phase") != "Failed"]
+    failures = _pod_failures(pods, now, rules)
+    if failures:
+        return _failed_workload(label, what, failures)
     hint = _pod_hint(pods, now, rules)
-    if hint:
-        return Verdict("progressing", hint.reason, f"{kind} {name}: {what}; {hint.message}", hint.pods)
-    return Verdict("progressing", "Progressing", f"{kind} {name}: {what}")
+    if hint is not None:
+        return Verdict("progressing", hint.reason, f"{label}: {what}; {hint.message}", hint.pods)
+    return Verdict("progressing", "Progressing", f"{label}: {what}")
 
 
-def _deployment(obj: dict[str, Any], pods: list[dict[str, Any]], now: datetime, rules: Rules) -> Verdict:
-    name, st = _name(obj), obj.get("status") or {}
-    want = _replicas(obj)
-    if (obj.get("spec") or {}).get("paused"):
-        return Verdict("progressing", "Paused", f"Deployment {name} is paused")
+def _unobserved(obj: Obj) -> str | None:
+    """Why the controller's status is stale (it has not seen the latest spec yet), or None."""
+    gen = _int(_meta(obj).get("generation"), 0)
+    observed = _int(_status(obj).get("observedGeneration"), 0)
+    if gen and observed < gen:
+        return f"waiting for the controller to observe generation {gen} (observed {observed})"
+    return None
+
+
+def _replica_failure(label: str, obj: Obj, now: datetime, rules: Rules) -> Verdict | None:
+    """ReplicaFailure (FailedCreate): the controller cannot create pods (quota, admission, pod security)."""
+    cond = _cond(obj, "ReplicaFailure")
+    if not _true(cond):
+        return None
+    assert cond is not None
+    reason = cond.get("reason") or "FailedCreate"
+    state: State = "failed" if _past(parse_time(cond.get("lastTransitionTime")), now, rules.replica_failure_grace) else "progressing"
+    return Verdict(state, reason, _with_message(f"{label}: cannot create pods: {reason}", cond.get("message")))
+
+
+def _with_replica_failure(label: str, obj: Obj, from_pods: Verdict, now: datetime, rules: Rules) -> Verdict:
+    """A controller that cannot create pods explains more than the pods it has, unless one of those failed."""
+    cannot_create = _replica_failure(label, obj, now, rules)
+    if cannot_create is None or (from_pods.state == "failed" and cannot_create.state != "failed"):
+        return from_pods
+    return cannot_create
+
+
+def _new_replica_set_pods(obj: Obj, pods: list[Obj]) -> list[Obj]:
+    """During a rollout, only the new ReplicaSet's pods say whether it will work.
+
+    Pods of the old ReplicaSet may still be crash-looping from the build being replaced; the
+    Progressing condition names the new ReplicaSet, and its pods are the ones that matter.
+    """
+    found = _NEW_REPLICA_SET.search((_cond(obj, "Progressing") or {}).get("message") or "")
+    if not found or not any(_controller(p) for p in pods):
+        return pods  # nothing to tell old from new by
+    # Possibly none yet: the new ReplicaSet was just created and the old pods are all there is.
+    return [p for p in pods if (_controller(p) or {}).get("name") == found.group(1)]
+
+
+def _deployment(obj: Obj, pods: list[Obj], now: datetime, rules: Rules) -> Verdict:
+    label, spec, st = f"Deployment {_name(obj)}", _spec(obj), _status(obj)
+    want = _int(spec.get("replicas"), 1)
+    updated, available = _int(st.get("updatedReplicas")), _int(st.get("availableReplicas"))
+    old = max(0, _int(st.get("replicas")) - updated)
+    what = f"{available}/{want} replicas available"
+    if spec.get("paused"):
+        # A paused rollout never finishes by waiting; like Helm, do not hold the environment on it.
+        return Verdict("ready", "Paused", f"{label} is paused; its rollout is not awaited ({what})")
+    stale = _unobserved(obj)
+    if stale:  # the status (and the pods) still describe the previous spec
+        return Verdict("progressing", "Progressing", f"{label}: {stale}")
+    current = _new_replica_set_pods(obj, pods)
     prog = _cond(obj, "Progressing")
     if prog and prog.get("reason") == "ProgressDeadlineExceeded":
-        failure = _pod_failure(pods, now, rules)
-        extra = f"; {failure.message}" if failure else ""
-        return Verdict("failed", "ProgressDeadlineExceeded", f"Deployment {name}: {prog.get('message', 'progress deadline exceeded')}{extra}", failure.pods if failure else ())
-    gen, observed = (obj.get("metadata") or {}).get("generation", 0), st.get("observedGeneration", 0)
-    updated, available, total = st.get("updatedReplicas", 0), st.get("availableReplicas", 0), st.get("replicas", 0)
-    if observed >= gen and updated >= want and available >= want and total <= updated:
-        return Verdict("ready", "Ready", f"Deployment {name}: {available}/{want} replicas available")
-    return _progressing("Deployment", name, f"{available}/{want} replicas available", pods, now, rules)
+        failures = _pod_failures(current, now, rules)
+        msg = f"{label}: {what}; {prog.get('message') or 'progress deadline exceeded'}"
+        if failures:
+            msg += f"; {failures[0].message}"
+        return Verdict("failed", "ProgressDeadlineExceeded", msg, tuple(n for v in failures for n in v.pods))
+    if updated >= want and available >= want and old == 0:
+        return Verdict("ready", "Ready", f"{label}: {what}")
+    if updated < want:
+        what += f", {updated}/{want} updated"
+    if old:
+        what += f", {_plural(old, 'old replica')} pending termination"
+    return _with_replica_failure(label, obj, _progressing(label, what, current, now, rules), now, rules)
 
 
-def _statefulset(obj: dict[str, Any], pods: list[dict[str, Any]], now: datetime, rules: Rules) -> Verdict:
-    name, st, spec = _name(obj), obj.get("status") or {}, obj.get("spec") or {}
-    want = _replicas(obj)
-    ready = st.get("readyReplicas", 0)
-    gen, observed = (obj.get("metadata") or {}).get("generation", 0), st.get("observedGeneration", 0)
+def _statefulset(obj: Obj, pods: list[Obj], now: datetime, rules: Rules) -> Verdict:
+    label, spec, st = f"StatefulSet {_name(obj)}", _spec(obj), _status(obj)
+    want = _int(spec.get("replicas"), 1)
+    ready, updated = _int(st.get("readyReplicas")), _int(st.get("updatedReplicas"))
+    what = f"{ready}/{want} replicas ready"
+    stale = _unobserved(obj)
+    if stale:
+        return Verdict("progressing", "Progressing", f"{label}: {stale}")
     strategy = spec.get("updateStrategy") or {}
     rolled = True
-    if strategy.get("type", "RollingUpdate") == "RollingUpdate":
-        partition = int(((strategy.get("rollingUpdate") or {}).get("partition")) or 0)
-        if partition == 0:
-            rolled = st.get("updateRevision") in (None, st.get("currentRevision")) or st.get("updatedReplicas", 0) >= want
+    if strategy.get("type", "RollingUpdate") == "RollingUpdate":  # OnDelete has no rollout to wait for
+        partition = _int((strategy.get("rollingUpdate") or {}).get("partition"))
+        if partition > 0:
+            # Ordinals below the partition stay on the old revision on purpose (a canary).
+            rolled = updated >= want - partition
+            if not rolled:
+                what += f", {updated}/{want - partition} updated above partition {partition}"
         else:
-            rolled = st.get("updatedReplicas", 0) >= want - partition
-    if observed >= gen and ready >= want and rolled:
-        return Verdict("ready", "Ready", f"StatefulSet {name}: {ready}/{want} replicas ready")
-    return _progressing("StatefulSet", name, f"{ready}/{want} replicas ready", pods, now, rules)
+            # currentRevision catches up with updateRevision in the same status write that
+            # reports all replicas updated, except with zero replicas; count updated pods too.
+            rolled = st.get("currentRevision") == st.get("updateRevision") or updated >= want
+            if not rolled:
+                what += f", {updated}/{want} updated to revision {st.get('updateRevision')}"
+    if ready >= want and rolled:
+        return Verdict("ready", "Ready", f"{label}: {what}")
+    return _progressing(label, what, pods, now, rules)
 
 
-def _daemonset(obj: dict[str, Any], pods: list[dict[str, Any]], now: datetime, rules: Rules) -> Verdict:
-    name, st = _name(obj), obj.get("status") or {}
-    desired, ready = st.get("desiredNumberScheduled", 0), st.get("numberReady", 0)
-    gen, observed = (obj.get("metadata") or {}).get("generation", 0), st.get("observedGeneration", 0)
-    if observed >= gen and ready >= desired and st.get("updatedNumberScheduled", desired) >= desired and not st.get("numberUnavailable"):
-        return Verdict("ready", "Ready", f"DaemonSet {name}: {ready}/{desired} pods ready")
-    return _progressing("DaemonSet", name, f"{ready}/{desired} pods ready", pods, now, rules)
+def _daemonset(obj: Obj, pods: list[Obj], now: datetime, rules: Rules) -> Verdict:
+    label, spec, st = f"DaemonSet {_name(obj)}", _spec(obj), _status(obj)
+    desired, ready = _int(st.get("desiredNumberScheduled")), _int(st.get("numberReady"))
+    updated, unavailable = _int(st.get("updatedNumberScheduled"), desired), _int(st.get("numberUnavailable"))
+    what = f"{ready}/{desired} pods ready"
+    stale = _unobserved(obj)
+    if stale:
+        return Verdict("progressing", "Progressing", f"{label}: {stale}")
+    rolling = (spec.get("updateStrategy") or {}).get("type", "RollingUpdate") == "RollingUpdate"
+    if rolling and updated < desired:
+        what += f", {updated}/{desired} updated"
+    elif ready >= desired and unavailable == 0:
+        return Verdict("ready", "Ready", f"{label}: {what}")
+    return _progressing(label, what, pods, now, rules)
 
 
-def _replicaset(obj: dict[str, Any], pods: list[dict[str, Any]], now: datetime, rules: Rules) -> Verdict:
-    name, st = _name(obj), obj.get("status") or {}
-    want, avail = _replicas(obj), st.get("availableReplicas", 0)
-    if avail >= want:
-        return Verdict("ready", "Ready", f"ReplicaSet {name}: {avail}/{want} available")
-    return _progressing("ReplicaSet", name, f"{avail}/{want} available", pods, now, rules)
+def _replicaset(obj: Obj, pods: list[Obj], now: datetime, rules: Rules) -> Verdict:
+    label, st = f"ReplicaSet {_name(obj)}", _status(obj)
+    want, available = _int(_spec(obj).get("replicas"), 1), _int(st.get("availableReplicas"))
+    what = f"{available}/{want} replicas available"
+    stale = _unobserved(obj)
+    if stale:
+        return Verdict("progressing", "Progressing", f"{label}: {stale}")
+    if available >= want:
+        return Verdict("ready", "Ready", f"{label}: {what}")
+    return _with_replica_failure(label, obj, _progressing(label, what, pods, now, rules), now, rules)
 
 
-def _job(obj: dict[str, Any], pods: list[dict[str, Any]], now: datetime, rules: Rules) -> Verdict:
-    name = _name(obj)
-    failed = _cond(obj, "Failed")
-    if failed and failed.get("status") == "True":
-        failed_pods = tuple(_name(p) for p in pods if (p.get("status") or {}).get("phase") == "Failed") or tuple(_name(p) for p in pods)
-        reason = failed.get("reason") or "Failed"
-        return Verdict("failed", reason, f"Job {name} failed: {failed.get('message') or reason}", failed_pods[-3:])
-    complete = _cond(obj, "Complete")
-    if complete and complete.get("status") == "True":
-        return Verdict("ready", "Complete", f"Job {name} completed")
-    # Failed pods of a Job are retried up to backoffLimit; only non-healing pod states fail early.
-    failure = _pod_failure(pods, now, rules, allow_failed_phase=True)
-    if failure:
-        return Verdict("failed", failure.reason, f"Job {name}: {failure.message}", failure.pods)
-    st = obj.get("status") or {}
-    return Verdict("progressing", "Running", f"Job {name}: {st.get('succeeded', 0)} succeeded, {st.get('active', 0)} running")
+def _job(obj: Obj, pods: list[Obj], now: datetime, rules: Rules) -> Verdict:
+    label, st = f"Job {_name(obj)}", _status(obj)
+    # FailureTarget/SuccessCriteriaMet come first on recent clusters; Failed/Complete follow once pods stop.
+    for cond_type in ("Failed", "FailureTarget"):
+        cond = _cond(obj, cond_type)
+        if _true(cond):
+            assert cond is not None
+            return _failed_job(label, cond, pods)
+    for cond_type in ("Complete", "SuccessCriteriaMet"):
+        if _true(_cond(obj, cond_type)):
+            return Verdict("ready", "Complete", f"{label} completed ({_int(st.get('succeeded'))} succeeded)")
+    if _spec(obj).get("suspend"):
+        return Verdict("progressing", "Suspended", f"{label} is suspended; it starts when spec.suspend is false")
+    completions = _int(_spec(obj).get("completions"), 1)
+    what = f"{_int(st.get('succeeded'))}/{completions} completions, {_int(st.get('active'))} active"
+    if _int(st.get("failed")):
+        what += f", {_int(st.get('failed'))} failed"
+    return _progressing(label, what, pods, now, rules, job=True)
 
 
-def _service(obj: dict[str, Any], pods: list[dict[str, Any]], now: datetime, rules: Rules) -> Verdict:
-    name, spec = _name(obj), obj.get("spec") or {}
-    if spec.get("type") == "LoadBalancer" and not ((obj.get("status") or {}).get("loadBalancer") or {}).get("ingress"):
-        return Verdict("progressing", "Pending", f"Service {name}: waiting for a load-balancer address")
-    return Verdict("ready", "Ready", f"Service {name}")
+def _failed_job(label: str, cond: Obj, pods: list[Obj]) -> Verdict:
+    """BackoffLimitExceeded, DeadlineExceeded, PodFailurePolicy...: name the last failed pods for their logs."""
+    reason = cond.get("reason") or "Failed"
+    msg = f"{label} failed: {reason}" + (f" ({cond['message']})" if cond.get("message") else "")
+    failed = [p for p in pods if _status(p).get("phase") == "Failed"]
+    failed.sort(key=lambda p: parse_time(_meta(p).get("creationTimestamp")) or datetime.min.replace(tzinfo=timezone.utc))
+    if failed:
+        msg += f"; {_failed_pod(failed[-1]).message}"
+    names = tuple(_name(p) for p in (failed or pods))
+    return Verdict("failed", reason, msg, names[-3:])
 
 
-def _pvc(obj: dict[str, Any], pods: list[dict[str, Any]], now: datetime, rules: Rules) -> Verdict:
-    name, phase = _name(obj), (obj.get("status") or {}).get("phase", "Pending")
+def _service(obj: Obj, pods: list[Obj], now: datetime, rules: Rules) -> Verdict:
+    label, spec = f"Service {_name(obj)}", _spec(obj)
+    kind = spec.get("type") or "ClusterIP"
+    if kind == "ExternalName":  # a DNS alias: nothing in the cluster to wait for
+        return Verdict("ready", "Ready", f"{label} is an alias of {spec.get('externalName', '?')}")
+    if not spec.get("clusterIP"):
+        return Verdict("progressing", "Pending", f"{label}: waiting for a cluster IP")
+    if kind == "LoadBalancer" and rules.require_load_balancer_address:
+        has_address = bool(spec.get("externalIPs")) or bool((_status(obj).get("loadBalancer") or {}).get("ingress"))
+        if not has_address:
+            return Verdict("progressing", "Pending", f"{label}: waiting for a load-balancer address")
+    return Verdict("ready", "Ready", f"{label} is ready ({kind})")
+
+
+def _pvc(obj: Obj, pods: list[Obj], now: datetime, rules: Rules) -> Verdict:
+    label = f"PersistentVolumeClaim {_name(obj)}"
+    phase = _status(obj).get("phase") or "Pending"
     if phase == "Bound":
-        return Verdict("ready", "Bound", f"PersistentVolumeClaim {name} is bound")
+        return Verdict("ready", "Bound", f"{label} is bound")
     if phase == "Lost":
-        return Verdict("failed", "Lost", f"PersistentVolumeClaim {name} lost its volume")
-    return Verdict("progressing", phase, f"PersistentVolumeClaim {name} is {phase.lower()}")
+        return Verdict("failed", "Lost", f"{label} lost its volume {_spec(obj).get('volumeName', '')}".rstrip())
+    # WaitForFirstConsumer classes bind only once a pod using the claim is scheduled.
+    return Verdict("progressing", phase, f"{label} is {phase.lower()} (waiting for a volume, or for a pod that uses it)")
 
 
-def _ingress(obj: dict[str, Any], pods: list[dict[str, Any]], now: datetime, rules: Rules) -> Verdict:
-    name = _name(obj)
-    if rules.require_ingress_address and not ((obj.get("status") or {}).get("loadBalancer") or {}).get("ingress"):
-        return Verdict("progressing", "Pending", f"Ingress {name}: waiting for an address")
-    return Verdict("ready", "Ready", f"Ingress {name}")
+def _ingress(obj: Obj, pods: list[Obj], now: datetime, rules: Rules) -> Verdict:
+    label = f"Ingress {_name(obj)}"
+    if rules.require_ingress_address and not (_status(obj).get("loadBalancer") or {}).get("ingress"):
+        return Verdict("progressing", "Pending", f"{label}: waiting for an address from the ingress controller")
+    return Verdict("ready", "Ready", f"{label} is ready")
 
 
-_RULES = {
+def _cronjob(obj: Obj, pods: list[Obj], now: datetime, rules: Rules) -> Verdict:
+    # Its Jobs run on a schedule, maybe long after the environment is up: nothing to wait for now.
+    return Verdict("ready", "Ready", f"CronJob {_name(obj)} is scheduled ({_spec(obj).get('schedule', '?')})")
+
+
+_Rule = Callable[[Obj, list[Obj], datetime, Rules], Verdict]
+
+_RULES: dict[str, _Rule] = {
     "Deployment": _deployment,
     "StatefulSet": _statefulset,
     "DaemonSet": _daemonset,
@@ -311,14 +673,19 @@ _RULES = {
     "Service": _service,
     "PersistentVolumeClaim": _pvc,
     "Ingress": _ingress,
+    "CronJob": _cronjob,
 }
 
 
-def assess(obj: dict[str, Any], pods: list[dict[str, Any]], *, now: datetime, rules: Rules = Rules()) -> Verdict:
-    kind = obj.get("kind", "")
+def assess(obj: Obj, pods: list[Obj], *, now: datetime, rules: Rules = Rules()) -> Verdict:
+    """Judge one object by its kind; `pods` are its pods (see pods_of), only consulted while it is not done."""
+    kind = obj.get("kind") or ""
+    now = _aware(now)
     if kind == "Pod":
         return assess_pod(obj, now=now, rules=rules)
     rule = _RULES.get(kind)
     if rule is None:
-        return Verdict("ready", "NoReadinessRule", f"{kind} {_name(obj)}: no readiness rule; assumed ready")
-    return rule(obj, pods, now, rules)
+        return Verdict("ready", "NoReadinessRule", f"{kind or 'object'} {_name(obj)}: no readiness rule; assumed ready")
+    # Pods on their way out say nothing about the workload that replaces them.
+    live = [p for p in pods if not _deleting(p)]
+    return rule(obj, live, now, rules)

@@ -1,0 +1,1 @@
+"""Kubernetes access (client, watches, logs) and the pure rules that judge what it returns."""

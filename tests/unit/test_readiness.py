@@ -1,0 +1,856 @@
+"""Readiness rules on object shapes as the API server, kubelet and controllers write them.
+
+The fixtures in tests/data/readiness are whole objects as `kubectl get -o json` prints them; each
+test states only what it changes, so the shape under test stays the real one.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from envci.kube.readiness import Rules, Verdict, assess, assess_pod, parse_time, pods_of, worst
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "readiness"
+# Fixture pods are created at 10:00:00 and started at 10:00:01.
+T0 = datetime(2026, 1, 1, 10, 0, 0, tzinfo=timezone.utc)
+NS = "envci-shop-pr-42"
+
+
+def load(name: str) -> dict[str, Any]:
+    obj: dict[str, Any] = json.loads((DATA / f"{name}.json").read_text())
+    return obj
+
+
+def merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """A deep copy of base with patch merged in; a None value removes the key (as a JSON merge patch)."""
+    out = copy.deepcopy(base)
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def fixture(name: str, **patch: Any) -> dict[str, Any]:
+    return merge(load(name), patch)
+
+
+def renamed(pod: dict[str, Any], name: str, replica_set: str | None = None) -> dict[str, Any]:
+    out = merge(pod, {"metadata": {"name": name}})
+    if replica_set:
+        out["metadata"]["ownerReferences"][0]["name"] = replica_set
+        out["metadata"]["labels"]["pod-template-hash"] = replica_set.rpartition("-")[2]
+    return out
+
+
+def waiting(reason: str, message: str = "", restarts: int = 0, name: str = "app") -> dict[str, Any]:
+    """A container status waiting for `reason`, as the kubelet reports it."""
+    state: dict[str, Any] = {"reason": reason}
+    if message:
+        state["message"] = message
+    return {
+        "image": "registry.example.com/shop/web:3f9c2ab",
+        "imageID": "",
+        "lastState": {},
+        "name": name,
+        "ready": False,
+        "restartCount": restarts,
+        "started": False,
+        "state": {"waiting": state},
+    }
+
+
+def pod_with(container: dict[str, Any], phase: str = "Pending") -> dict[str, Any]:
+    pod = load("pod-config-error")
+    pod["status"]["containerStatuses"] = [container]
+    pod["status"]["phase"] = phase
+    return pod
+
+
+def crashloop(restarts: int) -> dict[str, Any]:
+    pod = load("pod-crashloop")
+    pod["status"]["containerStatuses"][0]["restartCount"] = restarts
+    return pod
+
+
+# --- pods ---------------------------------------------------------------------------------------
+
+
+def test_ready_pod() -> None:
+    assert assess_pod(load("pod-ready"), now=at(10)) == Verdict("ready", "Ready", "pod web-7c5ddbdf54-x2x9q is ready")
+
+
+def test_crash_loop_names_pod_container_restarts_and_exit_code() -> None:
+    v = assess_pod(load("pod-crashloop"), now=at(200))
+    assert v == Verdict(
+        "failed",
+        "CrashLoopBackOff",
+        "pod web-7c5ddbdf54-k8m2p container app is in CrashLoopBackOff (restarted 4 times, last exit code 1)",
+        ("web-7c5ddbdf54-k8m2p",),
+    )
+
+
+@pytest.mark.parametrize(
+    ("restarts", "threshold", "state"),
+    [
+        (1, 2, "progressing"),  # one restart may be a start-up race
+        (2, 2, "failed"),  # the threshold itself fails
+        (4, 5, "progressing"),
+        (5, 5, "failed"),
+    ],
+)
+def test_crash_loop_restart_threshold(restarts: int, threshold: int, state: str) -> None:
+    v = assess_pod(crashloop(restarts), now=at(200), rules=Rules(crashloop_restarts=threshold))
+    assert (v.state, v.reason) == (state, "CrashLoopBackOff")
+
+
+def test_crash_loop_between_back_offs_is_still_a_crash_loop() -> None:
+    # Right after a crash the kubelet reports the container terminated, before CrashLoopBackOff.
+    pod = load("pod-crashloop")
+    cs = pod["status"]["containerStatuses"][0]
+    cs["state"] = {"terminated": {"exitCode": 1, "reason": "Error", "startedAt": "2026-01-01T10:03:50Z", "finishedAt": "2026-01-01T10:03:51Z"}}
+    v = assess_pod(pod, now=at(240))
+    assert v.state == "failed" and v.reason == "CrashLoopBackOff"
+    assert "container app keeps crashing (restarted 4 times, last exit code 1)" in v.message
+
+
+def test_oom_killed_crash_loop_says_oom_killed() -> None:
+    v = assess_pod(load("pod-oomkilled"), now=at(120))
+    assert v.state == "failed" and v.reason == "OOMKilled"
+    assert v.message == (
+        "pod web-7c5ddbdf54-q7w4z container app is in CrashLoopBackOff (restarted 3 times, last exit code 137, OOMKilled)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("reason", "message"),
+    [
+        ("ImagePullBackOff", 'Back-off pulling image "registry.example.com/shop/web:does-not-exist"'),
+        (
+            "ErrImagePull",
+            (
+                'rpc error: code = NotFound desc = failed to pull and unpack image "registry.example.com/shop/web:does-not-exist": '
+                'failed to resolve reference "registry.example.com/shop/web:does-not-exist": not found'
+            ),
+        ),
+    ],
+)
+@pytest.mark.parametrize(
+    ("seconds", "grace", "state"),
+    [
+        (30, 60, "progressing"),  # started at 10:00:01: 29s in
+        (60, 60, "progressing"),  # 59s in
+        (61, 60, "failed"),  # exactly the grace
+        (200, 60, "failed"),
+        (200, 300, "progressing"),
+    ],
+)
+def test_image_pull_grace_from_pod_start(reason: str, message: str, seconds: int, grace: int, state: str) -> None:
+    pod = load("pod-image-pull-backoff")
+    pod["status"]["containerStatuses"][0]["state"]["waiting"] = {"reason": reason, "message": message}
+    v = assess_pod(pod, now=at(seconds), rules=Rules(image_pull_grace=timedelta(seconds=grace)))
+    assert (v.state, v.reason, v.pods) == (state, reason, ("web-6b9f8d7c45-t5n8r",))
+    assert v.message.startswith(
+        f"pod web-6b9f8d7c45-t5n8r container app cannot pull image registry.example.com/shop/web:does-not-exist: {reason} ("
+    )
+
+
+@pytest.mark.parametrize(
+    ("drop", "seconds", "state"),
+    [
+        # Without startTime the PodScheduled transition (10:00:00) is the clock.
+        (["startTime"], 60, "failed"),
+        (["startTime"], 59, "progressing"),
+    ],
+)
+def test_image_pull_grace_falls_back_to_scheduling_time(drop: list[str], seconds: int, state: str) -> None:
+    pod = load("pod-image-pull-backoff")
+    for key in drop:
+        del pod["status"][key]
+    assert assess_pod(pod, now=at(seconds)).state == state
+
+
+def test_image_pull_grace_falls_back_to_creation_time() -> None:
+    pod = load("pod-image-pull-backoff")
+    del pod["status"]["startTime"]
+    pod["status"]["conditions"] = []
+    assert assess_pod(pod, now=at(59)).state == "progressing"
+    assert assess_pod(pod, now=at(60)).state == "failed"
+
+
+@pytest.mark.parametrize(
+    ("reason", "message"),
+    [
+        ("InvalidImageName", 'Failed to apply default image tag "registry.example.com/shop/web:": couldn\'t parse image name'),
+        ("ErrImageNeverPull", 'Container image "shop/web:dev" is not present with pull policy of Never'),
+        ("RunContainerError", 'failed to create containerd task: exec: "/app/serve": stat /app/serve: no such file or directory'),
+    ],
+)
+def test_states_that_never_heal_fail_at_once(reason: str, message: str) -> None:
+    v = assess_pod(pod_with(waiting(reason, message)), now=at(2))
+    assert v == Verdict("failed", reason, f"pod web-7c5ddbdf54-m1n2b container app: {reason} ({message})", ("web-7c5ddbdf54-m1n2b",))
+
+
+@pytest.mark.parametrize(
+    ("reason", "message"),
+    [
+        ("CreateContainerConfigError", 'secret "shop-db-credentials" not found'),
+        ("CreateContainerConfigError", 'couldn\'t find key DATABASE_URL in ConfigMap envci-shop-pr-42/shop-config'),
+        ("CreateContainerError", "context deadline exceeded"),
+    ],
+)
+@pytest.mark.parametrize(("seconds", "state"), [(10, "progressing"), (31, "failed")])
+def test_container_creation_errors_fail_after_their_grace(reason: str, message: str, seconds: int, state: str) -> None:
+    v = assess_pod(pod_with(waiting(reason, message)), now=at(seconds))
+    assert (v.state, v.reason) == (state, reason)
+    assert v.message == f"pod web-7c5ddbdf54-m1n2b container app cannot be created: {reason} ({message})"
+
+
+def test_missing_secret_fixture() -> None:
+    v = assess_pod(load("pod-config-error"), now=at(45))
+    assert v.state == "failed" and v.reason == "CreateContainerConfigError"
+    assert 'secret "shop-db-credentials" not found' in v.message
+
+
+@pytest.mark.parametrize(
+    ("seconds", "grace", "state"),
+    [(10, 30, "progressing"), (29, 30, "progressing"), (30, 30, "failed"), (100, 300, "progressing")],
+)
+def test_unschedulable_grace_from_condition_transition(seconds: int, grace: int, state: str) -> None:
+    v = assess_pod(load("pod-unschedulable"), now=at(seconds), rules=Rules(unschedulable_grace=timedelta(seconds=grace)))
+    assert (v.state, v.reason, v.pods) == (state, "Unschedulable", ("web-7c5ddbdf54-z9v6c",))
+    assert v.message.startswith("pod web-7c5ddbdf54-z9v6c cannot be scheduled: 0/3 nodes are available: ")
+    assert "2 Insufficient memory" in v.message
+
+
+def test_scheduling_gated_pod_waits() -> None:
+    pod = load("pod-unschedulable")
+    cond = pod["status"]["conditions"][0]
+    cond.update(reason="SchedulingGated", message="Scheduling is blocked due to non-empty scheduling gates")
+    v = assess_pod(pod, now=at(600))
+    assert (v.state, v.reason) == ("progressing", "SchedulingGated")
+
+
+def test_init_container_crash_loop() -> None:
+    v = assess_pod(load("pod-init-crashloop"), now=at(60))
+    assert v == Verdict(
+        "failed",
+        "CrashLoopBackOff",
+        "pod web-7c5ddbdf54-h3j5k init container migrate is in CrashLoopBackOff (restarted 2 times, last exit code 2)",
+        ("web-7c5ddbdf54-h3j5k",),
+    )
+
+
+def test_init_container_failing_between_back_offs() -> None:
+    pod = load("pod-init-crashloop")
+    init = pod["status"]["initContainerStatuses"][0]
+    init["state"] = {"terminated": {"exitCode": 2, "reason": "Error", "startedAt": "2026-01-01T10:01:00Z", "finishedAt": "2026-01-01T10:01:01Z"}}
+    v = assess_pod(pod, now=at(62))
+    assert v.state == "failed" and "init container migrate keeps crashing" in v.message
+
+
+def test_init_container_still_running() -> None:
+    pod = load("pod-init-crashloop")
+    init = pod["status"]["initContainerStatuses"][0]
+    init.update(restartCount=0, lastState={}, state={"running": {"startedAt": "2026-01-01T10:00:02Z"}})
+    v = assess_pod(pod, now=at(10))
+    assert v == Verdict("progressing", "PodInitializing", "pod web-7c5ddbdf54-h3j5k is initializing (0/1 init containers done)")
+
+
+def test_running_never_ready_waits_with_a_hint() -> None:
+    v = assess_pod(load("pod-running-not-ready"), now=at(600))
+    assert v == Verdict(
+        "progressing",
+        "NotReady",
+        "pod web-7c5ddbdf54-r4t6y: container app is running but not ready (readiness probe failing?)",
+        ("web-7c5ddbdf54-r4t6y",),
+    )
+
+
+def test_running_not_ready_after_one_restart_mentions_it() -> None:
+    pod = load("pod-running-not-ready")
+    pod["status"]["containerStatuses"][0]["restartCount"] = 1
+    v = assess_pod(pod, now=at(600))
+    assert v.state == "progressing" and v.reason == "NotReady"
+    assert v.message.endswith("(readiness probe failing?); restarted 1 time")
+
+
+def test_unmet_readiness_gate_is_named() -> None:
+    pod = load("pod-ready")
+    pod["spec"]["readinessGates"] = [{"conditionType": "target-health.elbv2.k8s.aws/web"}]
+    for cond in pod["status"]["conditions"]:
+        if cond["type"] == "Ready":
+            cond.update(status="False", reason="ReadinessGatesNotReady", message='corresponding condition of pod readiness gate "target-health.elbv2.k8s.aws/web" does not exist.')
+    v = assess_pod(pod, now=at(30))
+    assert v.state == "progressing" and v.message.endswith("readiness gates not met: target-health.elbv2.k8s.aws/web")
+
+
+def test_container_creating_pod_is_pending_with_its_reason() -> None:
+    v = assess_pod(pod_with(waiting("ContainerCreating")), now=at(5))
+    assert v == Verdict("progressing", "ContainerCreating", "pod web-7c5ddbdf54-m1n2b is pending: container app is ContainerCreating")
+
+
+def test_evicted_pod_failed() -> None:
+    v = assess_pod(load("pod-evicted"), now=at(200))
+    assert (v.state, v.reason, v.pods) == ("failed", "Evicted", ("web-7c5ddbdf54-e5v7c",))
+    assert v.message.startswith("pod web-7c5ddbdf54-e5v7c failed: The node was low on resource: memory.")
+
+
+def test_failed_pod_without_a_message_names_the_container() -> None:
+    v = assess_pod(load("pod-job-failed"), now=at(10))
+    assert v == Verdict("failed", "Error", "pod shop-migrate-7xk2d failed: container app exited with code 1", ("shop-migrate-7xk2d",))
+
+
+def test_succeeded_pod_is_ready() -> None:
+    pod = load("pod-job-failed")
+    pod["status"]["phase"] = "Succeeded"
+    assert assess_pod(pod, now=at(10)).state == "ready"
+
+
+def test_naive_clock_is_taken_as_utc() -> None:
+    assert assess_pod(load("pod-unschedulable"), now=datetime(2026, 1, 1, 10, 5)).state == "failed"
+
+
+# --- Deployment ---------------------------------------------------------------------------------
+
+
+def deployment(**status: Any) -> dict[str, Any]:
+    return fixture("deployment-rolling-out", status=status) if status else load("deployment-rolling-out")
+
+
+AVAILABLE = {
+    "availableReplicas": 3,
+    "readyReplicas": 3,
+    "unavailableReplicas": None,
+    "conditions": [
+        {"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable", "message": "Deployment has minimum availability.",
+         "lastTransitionTime": "2026-01-01T10:00:30Z", "lastUpdateTime": "2026-01-01T10:00:30Z"},
+        {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable", "message": 'ReplicaSet "web-7c5ddbdf54" has successfully progressed.',
+         "lastTransitionTime": "2026-01-01T09:55:00Z", "lastUpdateTime": "2026-01-01T10:00:30Z"},
+    ],
+}
+
+
+def test_deployment_available() -> None:
+    assert assess(deployment(**AVAILABLE), [load("pod-ready")], now=at(40)) == Verdict(
+        "ready", "Ready", "Deployment web: 3/3 replicas available"
+    )
+
+
+def test_deployment_with_a_crash_looping_pod_fails_naming_it() -> None:
+    v = assess(deployment(), [load("pod-ready"), load("pod-crashloop")], now=at(200))
+    assert v == Verdict(
+        "failed",
+        "CrashLoopBackOff",
+        "Deployment web: 1/3 replicas available; pod web-7c5ddbdf54-k8m2p container app is in CrashLoopBackOff "
+        "(restarted 4 times, last exit code 1)",
+        ("web-7c5ddbdf54-k8m2p",),
+    )
+
+
+def test_deployment_names_every_failing_pod_for_logs() -> None:
+    pods = [load("pod-ready"), load("pod-crashloop"), load("pod-oomkilled")]
+    v = assess(deployment(), pods, now=at(200))
+    assert v.state == "failed" and v.pods == ("web-7c5ddbdf54-k8m2p", "web-7c5ddbdf54-q7w4z")
+    assert v.message.endswith("(and 1 more pod failing)")
+
+
+@pytest.mark.parametrize(
+    ("pod", "seconds", "state", "reason"),
+    [
+        ("pod-running-not-ready", 600, "progressing", "NotReady"),
+        ("pod-image-pull-backoff", 20, "progressing", "ImagePullBackOff"),
+        ("pod-image-pull-backoff", 90, "failed", "ImagePullBackOff"),
+        ("pod-unschedulable", 10, "progressing", "Unschedulable"),
+        ("pod-unschedulable", 45, "failed", "Unschedulable"),
+        ("pod-init-crashloop", 60, "failed", "CrashLoopBackOff"),
+        ("pod-config-error", 5, "progressing", "CreateContainerConfigError"),
+        ("pod-evicted", 200, "failed", "Evicted"),  # restartPolicy Always: a Failed pod is not retried
+        ("pod-oomkilled", 120, "failed", "OOMKilled"),
+    ],
+)
+def test_deployment_judged_by_its_pods_while_progressing(pod: str, seconds: int, state: str, reason: str) -> None:
+    # The image-pull pod belongs to another ReplicaSet; point the condition at it so it counts as new.
+    dep = deployment()
+    p = load(pod)
+    dep["status"]["conditions"][1]["message"] = f'ReplicaSet "{p["metadata"]["ownerReferences"][0]["name"]}" is progressing.'
+    v = assess(dep, [load("pod-ready"), p], now=at(seconds))
+    assert (v.state, v.reason) == (state, reason)
+    assert v.message.startswith("Deployment web: 1/3 replicas available; pod ")
+    assert v.pods == (p["metadata"]["name"],)
+
+
+def test_deployment_without_pods_yet() -> None:
+    assert assess(deployment(), [], now=at(1)) == Verdict("progressing", "Progressing", "Deployment web: 1/3 replicas available")
+
+
+def test_deployment_prefers_a_specific_hint_over_a_pending_pod() -> None:
+    creating = renamed(pod_with(waiting("ContainerCreating")), "web-7c5ddbdf54-aaaaa")
+    v = assess(deployment(), [creating, load("pod-running-not-ready")], now=at(30))
+    assert v.reason == "NotReady" and v.pods == ("web-7c5ddbdf54-r4t6y",)
+
+
+def test_deployment_ignores_pods_being_deleted() -> None:
+    dying = merge(load("pod-crashloop"), {"metadata": {"deletionTimestamp": "2026-01-01T10:03:00Z", "deletionGracePeriodSeconds": 30}})
+    v = assess(deployment(), [load("pod-ready"), dying], now=at(200))
+    assert v.state == "progressing"
+
+
+def test_deployment_ignores_the_old_replica_sets_crash_loop_during_a_rollout() -> None:
+    # The build being replaced crash-loops; the new ReplicaSet's pod is merely starting.
+    dep = deployment()
+    dep["status"]["conditions"][1]["message"] = 'ReplicaSet "web-8d4f6b7c9a" is progressing.'
+    new = renamed(load("pod-running-not-ready"), "web-8d4f6b7c9a-p2k7m", replica_set="web-8d4f6b7c9a")
+    v = assess(dep, [load("pod-crashloop"), new], now=at(200))
+    assert (v.state, v.reason, v.pods) == ("progressing", "NotReady", ("web-8d4f6b7c9a-p2k7m",))
+
+
+def test_deployment_whose_new_replica_set_has_no_pods_yet() -> None:
+    dep = deployment(updatedReplicas=0)
+    dep["status"]["conditions"][1].update(reason="NewReplicaSetCreated", message='Created new replica set "web-8d4f6b7c9a"')
+    v = assess(dep, [load("pod-crashloop")], now=at(200))
+    assert v == Verdict("progressing", "Progressing", "Deployment web: 1/3 replicas available, 0/3 updated, 3 old replicas pending termination")
+
+
+def test_deployment_spec_not_yet_observed_waits_even_if_old_pods_fail() -> None:
+    v = assess(fixture("deployment-rolling-out", metadata={"generation": 3}), [load("pod-crashloop")], now=at(200))
+    assert v == Verdict("progressing", "Progressing", "Deployment web: waiting for the controller to observe generation 3 (observed 2)")
+
+
+def test_deployment_progress_deadline_exceeded() -> None:
+    dep = deployment()
+    dep["status"]["conditions"][1].update(
+        status="False", reason="ProgressDeadlineExceeded", message='ReplicaSet "web-7c5ddbdf54" has timed out progressing.'
+    )
+    v = assess(dep, [load("pod-ready"), load("pod-running-not-ready")], now=at(700))
+    assert v == Verdict(
+        "failed", "ProgressDeadlineExceeded", 'Deployment web: 1/3 replicas available; ReplicaSet "web-7c5ddbdf54" has timed out progressing.'
+    )
+    v = assess(dep, [load("pod-crashloop")], now=at(700))
+    assert v.reason == "ProgressDeadlineExceeded" and v.pods == ("web-7c5ddbdf54-k8m2p",)
+    assert v.message.endswith("; pod web-7c5ddbdf54-k8m2p container app is in CrashLoopBackOff (restarted 4 times, last exit code 1)")
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        ({**AVAILABLE, "replicas": 4}, "3/3 replicas available, 1 old replica pending termination"),
+        ({**AVAILABLE, "updatedReplicas": 1, "replicas": 4}, "3/3 replicas available, 1/3 updated, 3 old replicas pending termination"),
+        ({"availableReplicas": 2, "updatedReplicas": 3, "replicas": 3}, "2/3 replicas available"),
+    ],
+)
+def test_deployment_rollout_not_finished(status: dict[str, Any], expected: str) -> None:
+    v = assess(deployment(**status), [], now=at(30))
+    assert v == Verdict("progressing", "Progressing", f"Deployment web: {expected}")
+
+
+def test_deployment_scaled_to_zero_is_ready() -> None:
+    dep = merge(deployment(availableReplicas=0, readyReplicas=0, updatedReplicas=0, replicas=0), {"spec": {"replicas": 0}})
+    assert assess(dep, [], now=at(1)).state == "ready"
+
+
+def test_paused_deployment_is_not_awaited() -> None:
+    v = assess(merge(deployment(), {"spec": {"paused": True}}), [load("pod-crashloop")], now=at(200))
+    assert (v.state, v.reason) == ("ready", "Paused")
+
+
+@pytest.mark.parametrize(("seconds", "state"), [(20, "progressing"), (30, "failed")])
+def test_deployment_that_cannot_create_pods(seconds: int, state: str) -> None:
+    dep = deployment()
+    dep["status"]["conditions"].append(
+        {
+            "type": "ReplicaFailure",
+            "status": "True",
+            "reason": "FailedCreate",
+            "message": 'pods "web-7c5ddbdf54-abcde" is forbidden: exceeded quota: compute, requested: limits.memory=128Mi, '
+            "used: limits.memory=512Mi, limited: limits.memory=512Mi",
+            "lastTransitionTime": "2026-01-01T10:00:00Z",
+            "lastUpdateTime": "2026-01-01T10:00:00Z",
+        }
+    )
+    v = assess(dep, [load("pod-ready")], now=at(seconds))
+    assert (v.state, v.reason) == (state, "FailedCreate")
+    assert v.message.startswith('Deployment web: cannot create pods: FailedCreate (pods "web-7c5ddbdf54-abcde" is forbidden: exceeded quota')
+
+
+# --- StatefulSet --------------------------------------------------------------------------------
+
+
+def db_pod(name: str, source: str = "pod-ready") -> dict[str, Any]:
+    pod = load(source)
+    pod["metadata"].update(
+        name=name,
+        labels={"app.kubernetes.io/name": "db", "app.kubernetes.io/instance": "shop", "controller-revision-hash": "shop-db-5c9d8b7f6d",
+                "statefulset.kubernetes.io/pod-name": name, "apps.kubernetes.io/pod-index": name[-1]},
+        ownerReferences=[{"apiVersion": "apps/v1", "blockOwnerDeletion": True, "controller": True, "kind": "StatefulSet", "name": "shop-db",
+                          "uid": "7d6c5b4a-3928-4170-a6f5-e4d3c2b1a090"}],
+    )
+    return pod
+
+
+def statefulset(spec: dict[str, Any] | None = None, **status: Any) -> dict[str, Any]:
+    return merge(load("statefulset-ready"), {"spec": spec or {}, "status": status})
+
+
+@pytest.mark.parametrize(
+    ("sts", "state", "message"),
+    [
+        (statefulset(), "ready", "StatefulSet shop-db: 2/2 replicas ready"),
+        (statefulset(readyReplicas=1), "progressing", "StatefulSet shop-db: 1/2 replicas ready"),
+        (
+            statefulset(updateRevision="shop-db-6f8e7d9c5b", updatedReplicas=1),
+            "progressing",
+            "StatefulSet shop-db: 2/2 replicas ready, 1/2 updated to revision shop-db-6f8e7d9c5b",
+        ),
+        # Partition 1: ordinal 0 stays on the old revision on purpose.
+        (
+            statefulset({"updateStrategy": {"rollingUpdate": {"partition": 1}}}, updateRevision="shop-db-6f8e7d9c5b", updatedReplicas=1),
+            "ready",
+            "StatefulSet shop-db: 2/2 replicas ready",
+        ),
+        (
+            statefulset({"updateStrategy": {"rollingUpdate": {"partition": 1}}}, updateRevision="shop-db-6f8e7d9c5b", updatedReplicas=0),
+            "progressing",
+            "StatefulSet shop-db: 2/2 replicas ready, 0/1 updated above partition 1",
+        ),
+        (
+            statefulset({"updateStrategy": {"type": "OnDelete", "rollingUpdate": None}}, updateRevision="shop-db-6f8e7d9c5b", updatedReplicas=0),
+            "ready",
+            "StatefulSet shop-db: 2/2 replicas ready",
+        ),
+        (
+            merge(statefulset(), {"metadata": {"generation": 2}}),
+            "progressing",
+            "StatefulSet shop-db: waiting for the controller to observe generation 2 (observed 1)",
+        ),
+    ],
+)
+def test_statefulset(sts: dict[str, Any], state: str, message: str) -> None:
+    v = assess(sts, [], now=at(30))
+    assert (v.state, v.message) == (state, message)
+
+
+def test_statefulset_with_a_crash_looping_pod_fails() -> None:
+    v = assess(statefulset(readyReplicas=1), [db_pod("shop-db-0"), db_pod("shop-db-1", "pod-crashloop")], now=at(200))
+    assert (v.state, v.reason, v.pods) == ("failed", "CrashLoopBackOff", ("shop-db-1",))
+    assert v.message.startswith("StatefulSet shop-db: 1/2 replicas ready; pod shop-db-1 container app is in CrashLoopBackOff")
+
+
+# --- DaemonSet ----------------------------------------------------------------------------------
+
+
+def daemonset(spec: dict[str, Any] | None = None, **status: Any) -> dict[str, Any]:
+    return merge(load("daemonset-ready"), {"spec": spec or {}, "status": status})
+
+
+@pytest.mark.parametrize(
+    ("ds", "state", "message"),
+    [
+        (daemonset(), "ready", "DaemonSet log-agent: 3/3 pods ready"),
+        (daemonset(numberReady=2, numberAvailable=2, numberUnavailable=1), "progressing", "DaemonSet log-agent: 2/3 pods ready"),
+        (daemonset(updatedNumberScheduled=1), "progressing", "DaemonSet log-agent: 3/3 pods ready, 1/3 updated"),
+        (daemonset({"updateStrategy": {"type": "OnDelete", "rollingUpdate": None}}, updatedNumberScheduled=1), "ready", "DaemonSet log-agent: 3/3 pods ready"),
+        (daemonset(desiredNumberScheduled=0, currentNumberScheduled=0, numberReady=0, numberAvailable=0, updatedNumberScheduled=0), "ready", "DaemonSet log-agent: 0/0 pods ready"),
+        (merge(daemonset(), {"metadata": {"generation": 2}}), "progressing", "DaemonSet log-agent: waiting for the controller to observe generation 2 (observed 1)"),
+    ],
+)
+def test_daemonset(ds: dict[str, Any], state: str, message: str) -> None:
+    v = assess(ds, [], now=at(30))
+    assert (v.state, v.message) == (state, message)
+
+
+def test_daemonset_with_an_image_pull_failure_fails() -> None:
+    pod = load("pod-image-pull-backoff")
+    pod["metadata"].update(labels={"app.kubernetes.io/name": "log-agent"}, ownerReferences=[
+        {"apiVersion": "apps/v1", "controller": True, "kind": "DaemonSet", "name": "log-agent", "uid": "3e2d1c0b-a998-4877-b665-d4c3b2a19080"}])
+    ds = daemonset(numberReady=2, numberUnavailable=1)
+    assert pods_of(ds, [pod]) == [pod]
+    v = assess(ds, pods_of(ds, [pod]), now=at(120))
+    assert (v.state, v.reason) == ("failed", "ImagePullBackOff")
+
+
+# --- ReplicaSet ---------------------------------------------------------------------------------
+
+
+def replicaset(available: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "ReplicaSet",
+        "metadata": {"name": "web-7c5ddbdf54", "namespace": NS, "generation": 1, "uid": "5b0c6f0e-2a7d-4f43-9a51-3f1f0a5d9c11"},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app.kubernetes.io/name": "web", "pod-template-hash": "7c5ddbdf54"}}},
+        "status": {"availableReplicas": available, "fullyLabeledReplicas": 2, "observedGeneration": 1, "readyReplicas": available, "replicas": 2},
+    }
+
+
+def test_replicaset() -> None:
+    assert assess(replicaset(2), [], now=at(1)).state == "ready"
+    rs = replicaset(1)
+    pods = pods_of(rs, [load("pod-ready"), load("pod-crashloop"), load("pod-image-pull-backoff")])
+    assert [p["metadata"]["name"] for p in pods] == ["web-7c5ddbdf54-x2x9q", "web-7c5ddbdf54-k8m2p"]
+    v = assess(rs, pods, now=at(200))
+    assert (v.state, v.reason) == ("failed", "CrashLoopBackOff")
+    assert v.message.startswith("ReplicaSet web-7c5ddbdf54: 1/2 replicas available; pod web-7c5ddbdf54-k8m2p")
+
+
+# --- Job ----------------------------------------------------------------------------------------
+
+
+def running_job(**status: Any) -> dict[str, Any]:
+    job = load("job-backoff-limit-exceeded")
+    job["status"] = {"active": 1, "ready": 0, "startTime": "2026-01-01T10:00:00Z", "terminating": 0, "uncountedTerminatedPods": {}, **status}
+    return job
+
+
+def job_pod(name: str, source: str) -> dict[str, Any]:
+    pod = load(source)
+    ref = load("pod-job-failed")["metadata"]
+    pod["metadata"].update(name=name, labels=ref["labels"], ownerReferences=ref["ownerReferences"])
+    return pod
+
+
+def test_job_backoff_limit_exceeded_names_the_failed_pods() -> None:
+    pods = [load("pod-job-failed"), renamed(load("pod-job-failed"), "shop-migrate-9qv4w")]
+    pods[1]["metadata"]["creationTimestamp"] = "2026-01-01T10:00:40Z"
+    v = assess(load("job-backoff-limit-exceeded"), pods, now=at(80))
+    assert v == Verdict(
+        "failed",
+        "BackoffLimitExceeded",
+        "Job shop-migrate failed: BackoffLimitExceeded (Job has reached the specified backoff limit); "
+        "pod shop-migrate-9qv4w failed: container app exited with code 1",
+        ("shop-migrate-7xk2d", "shop-migrate-9qv4w"),
+    )
+
+
+@pytest.mark.parametrize(
+    ("conditions", "state", "reason"),
+    [
+        ([{"type": "Failed", "status": "True", "reason": "DeadlineExceeded", "message": "Job was active longer than specified deadline"}], "failed", "DeadlineExceeded"),
+        ([{"type": "FailureTarget", "status": "True", "reason": "PodFailurePolicy", "message": "Container app for pod envci-shop-pr-42/shop-migrate-7xk2d failed with exit code 42 matching FailJob rule at index 0"}], "failed", "PodFailurePolicy"),
+        ([{"type": "SuccessCriteriaMet", "status": "True", "reason": "CompletionsReached", "message": "Reached expected number of succeeded pods"},
+          {"type": "Complete", "status": "True", "reason": "CompletionsReached", "message": "Reached expected number of succeeded pods"}], "ready", "Complete"),
+        ([{"type": "SuccessCriteriaMet", "status": "True", "reason": "CompletionsReached", "message": "Reached expected number of succeeded pods"}], "ready", "Complete"),
+        ([{"type": "Failed", "status": "False", "reason": "BackoffLimitExceeded"}], "progressing", "Progressing"),
+    ],
+)
+def test_job_conditions(conditions: list[dict[str, Any]], state: str, reason: str) -> None:
+    job = running_job(succeeded=1 if state == "ready" else 0, conditions=conditions)
+    v = assess(job, [], now=at(30))
+    assert (v.state, v.reason) == (state, reason)
+
+
+def test_job_complete_message() -> None:
+    job = running_job(succeeded=1, active=0, conditions=[{"type": "Complete", "status": "True", "reason": "CompletionsReached"}])
+    assert assess(job, [], now=at(30)) == Verdict("ready", "Complete", "Job shop-migrate completed (1 succeeded)")
+
+
+def test_running_job_retries_a_failed_pod() -> None:
+    # restartPolicy Never: a failed pod is retried by the Job controller up to backoffLimit.
+    job = running_job(failed=1)
+    running = job_pod("shop-migrate-9qv4w", "pod-running-not-ready")
+    v = assess(job, [load("pod-job-failed"), running], now=at(30))
+    assert v.state == "progressing"
+    assert v.message.startswith("Job shop-migrate: 0/1 completions, 1 active, 1 failed; pod shop-migrate-9qv4w")
+
+
+def test_running_job_with_a_bad_image_fails_after_the_grace() -> None:
+    pod = job_pod("shop-migrate-7xk2d", "pod-image-pull-backoff")
+    assert assess(running_job(), [pod], now=at(30)).state == "progressing"
+    v = assess(running_job(), [pod], now=at(90))
+    assert (v.state, v.reason, v.pods) == ("failed", "ImagePullBackOff", ("shop-migrate-7xk2d",))
+
+
+def test_job_with_restart_on_failure_crash_loop_fails() -> None:
+    pod = job_pod("shop-migrate-7xk2d", "pod-crashloop")
+    v = assess(running_job(), [pod], now=at(200))
+    assert (v.state, v.reason) == ("failed", "CrashLoopBackOff")
+
+
+def test_suspended_job_waits() -> None:
+    job = merge(running_job(active=0), {"spec": {"suspend": True}})
+    assert assess(job, [], now=at(30)).reason == "Suspended"
+
+
+# --- Pod, Service, PVC, Ingress, CronJob, others ------------------------------------------------
+
+
+def test_bare_pod_through_assess() -> None:
+    assert assess(load("pod-crashloop"), [], now=at(200)) == assess_pod(load("pod-crashloop"), now=at(200))
+
+
+LB_ADDRESS = {"status": {"loadBalancer": {"ingress": [{"ip": "172.18.255.200", "ipMode": "VIP"}]}}}
+
+
+@pytest.mark.parametrize(
+    ("svc", "rules", "state"),
+    [
+        (fixture("service-load-balancer"), Rules(), "progressing"),
+        (fixture("service-load-balancer", **LB_ADDRESS), Rules(), "ready"),
+        (fixture("service-load-balancer", spec={"externalIPs": ["203.0.113.10"]}), Rules(), "ready"),
+        (fixture("service-load-balancer"), Rules(require_load_balancer_address=False), "ready"),
+        (fixture("service-load-balancer", spec={"type": "ClusterIP", "allocateLoadBalancerNodePorts": None, "externalTrafficPolicy": None}), Rules(), "ready"),
+        (fixture("service-load-balancer", spec={"type": "NodePort"}), Rules(), "ready"),
+        (fixture("service-load-balancer", spec={"type": "ClusterIP", "clusterIP": "None", "clusterIPs": ["None"]}), Rules(), "ready"),
+        (fixture("service-load-balancer", spec={"type": "ExternalName", "externalName": "db.example.com", "clusterIP": None, "clusterIPs": None}), Rules(), "ready"),
+        (fixture("service-load-balancer", spec={"type": "ClusterIP", "clusterIP": None}), Rules(), "progressing"),
+    ],
+)
+def test_service(svc: dict[str, Any], rules: Rules, state: str) -> None:
+    assert assess(svc, [], now=at(1), rules=rules).state == state
+
+
+def test_load_balancer_wait_message() -> None:
+    assert assess(load("service-load-balancer"), [], now=at(1)) == Verdict(
+        "progressing", "Pending", "Service web: waiting for a load-balancer address"
+    )
+
+
+@pytest.mark.parametrize(
+    ("phase", "state", "reason"),
+    [("Pending", "progressing", "Pending"), ("Bound", "ready", "Bound"), ("Lost", "failed", "Lost")],
+)
+def test_persistent_volume_claim(phase: str, state: str, reason: str) -> None:
+    v = assess(fixture("pvc-pending", status={"phase": phase}), [], now=at(1))
+    assert (v.state, v.reason) == (state, reason)
+    assert v.message.startswith("PersistentVolumeClaim data-shop-db-0 ")
+
+
+@pytest.mark.parametrize(
+    ("ingress", "rules", "state"),
+    [
+        (load("ingress"), Rules(), "ready"),  # local clusters publish no address
+        (load("ingress"), Rules(require_ingress_address=True), "progressing"),
+        (fixture("ingress", status={"loadBalancer": {"ingress": [{"hostname": "k8s-shop-web-1a2b3c.elb.eu-west-1.amazonaws.com"}]}}), Rules(require_ingress_address=True), "ready"),
+    ],
+)
+def test_ingress(ingress: dict[str, Any], rules: Rules, state: str) -> None:
+    assert assess(ingress, [], now=at(1), rules=rules).state == state
+
+
+def test_cronjob_is_always_ready() -> None:
+    assert assess(load("cronjob"), [], now=at(1)) == Verdict("ready", "Ready", "CronJob shop-cleanup is scheduled (*/15 * * * *)")
+
+
+def test_kind_without_a_rule() -> None:
+    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "shop-config", "namespace": NS}, "data": {"A": "1"}}
+    assert assess(cm, [], now=at(1)) == Verdict("ready", "NoReadinessRule", "ConfigMap shop-config: no readiness rule; assumed ready")
+
+
+def test_objects_without_status_yet() -> None:
+    # Just created: the controller has written nothing. Nothing may crash, nothing may be ready.
+    for name in ("deployment-rolling-out", "statefulset-ready", "daemonset-ready", "job-backoff-limit-exceeded"):
+        obj = load(name)
+        del obj["status"]
+        assert assess(obj, [], now=at(0)).state == "progressing", name
+
+
+# --- pods_of ------------------------------------------------------------------------------------
+
+
+def names(pods: list[dict[str, Any]]) -> list[str]:
+    return [p["metadata"]["name"] for p in pods]
+
+
+def test_pods_of_deployment_by_selector_owner_and_namespace() -> None:
+    mine = [load("pod-ready"), load("pod-image-pull-backoff")]
+    other_app = merge(renamed(load("pod-ready"), "worker-5f6d7c8b9a-abcde", "worker-5f6d7c8b9a"), {"metadata": {"labels": {"app.kubernetes.io/name": "worker"}}})
+    # Same labels, owned by deployment "web-api": its ReplicaSet name starts with "web-" too.
+    web_api = renamed(load("pod-ready"), "web-api-5f6d7c8b9a-fghij", "web-api-5f6d7c8b9a")
+    elsewhere = merge(renamed(load("pod-ready"), "web-7c5ddbdf54-other"), {"metadata": {"namespace": "envci-shop-pr-43"}})
+    dying = merge(renamed(load("pod-ready"), "web-7c5ddbdf54-dying"), {"metadata": {"deletionTimestamp": "2026-01-01T10:01:00Z"}})
+    assert names(pods_of(load("deployment-rolling-out"), mine + [other_app, web_api, elsewhere, dying])) == names(mine)
+
+
+@pytest.mark.parametrize(
+    ("expressions", "selected"),
+    [
+        ([{"key": "app.kubernetes.io/name", "operator": "In", "values": ["web", "worker"]}], True),
+        ([{"key": "app.kubernetes.io/name", "operator": "In", "values": ["worker"]}], False),
+        ([{"key": "tier", "operator": "NotIn", "values": ["batch"]}], True),
+        ([{"key": "app.kubernetes.io/name", "operator": "NotIn", "values": ["web"]}], False),
+        ([{"key": "pod-template-hash", "operator": "Exists"}], True),
+        ([{"key": "tier", "operator": "Exists"}], False),
+        ([{"key": "tier", "operator": "DoesNotExist"}], True),
+        ([{"key": "pod-template-hash", "operator": "DoesNotExist"}], False),
+        ([{"key": "pod-template-hash", "operator": "Gt", "values": ["1"]}], False),
+    ],
+)
+def test_pods_of_match_expressions(expressions: list[dict[str, Any]], selected: bool) -> None:
+    dep = load("deployment-rolling-out")
+    dep["spec"]["selector"] = {"matchExpressions": expressions}
+    assert bool(pods_of(dep, [load("pod-ready")])) is selected
+
+
+def test_pods_of_statefulsets_with_overlapping_selectors_uses_the_owner() -> None:
+    primary = db_pod("shop-db-0")
+    replica = db_pod("shop-db-replica-0")
+    replica["metadata"]["ownerReferences"][0].update(name="shop-db-replica", uid="11111111-2222-4333-8444-555555555555")
+    assert names(pods_of(load("statefulset-ready"), [primary, replica])) == ["shop-db-0"]
+
+
+def test_pods_of_job_by_owner_even_without_a_selector() -> None:
+    job = load("job-backoff-limit-exceeded")
+    del job["spec"]["selector"]
+    other = merge(load("pod-job-failed"), {"metadata": {"name": "shop-seed-abcde", "labels": {"job-name": "shop-seed"}}})
+    other["metadata"]["ownerReferences"][0].update(name="shop-seed", uid="99999999-8888-4777-8666-555555555555")
+    assert names(pods_of(job, [load("pod-job-failed"), other, load("pod-ready")])) == ["shop-migrate-7xk2d"]
+
+
+def test_pods_of_service_and_pod() -> None:
+    svc = load("service-load-balancer")
+    assert names(pods_of(svc, [load("pod-ready"), load("pod-job-failed")])) == ["web-7c5ddbdf54-x2x9q"]
+    assert pods_of(fixture("service-load-balancer", spec={"selector": None}), [load("pod-ready")]) == []
+    assert pods_of(load("pod-ready"), [load("pod-ready")]) == []
+
+
+# --- worst, parse_time --------------------------------------------------------------------------
+
+
+READY = Verdict("ready", "Ready", "a")
+WAIT = Verdict("progressing", "NotReady", "b")
+WAIT2 = Verdict("progressing", "Pending", "c")
+FAIL = Verdict("failed", "CrashLoopBackOff", "d", ("p",))
+
+
+@pytest.mark.parametrize(
+    ("verdicts", "expected"),
+    [
+        ([], Verdict("ready", "Ready", "nothing to wait for")),
+        ([READY], READY),
+        ([READY, WAIT, WAIT2], WAIT),
+        ([WAIT, FAIL, READY], FAIL),
+        ([FAIL, Verdict("failed", "Unschedulable", "e")], FAIL),
+    ],
+)
+def test_worst(verdicts: list[Verdict], expected: Verdict) -> None:
+    assert worst(iter(verdicts)) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2026-01-01T10:00:00Z", T0),
+        ("2026-01-01T10:00:00z", T0),
+        ("2026-01-01T12:00:00+02:00", T0),
+        ("2026-01-01T10:00:00.123456789Z", T0 + timedelta(microseconds=123456)),
+        ("2026-01-01T10:00:00", T0),
+        (None, None),
+        ("", None),
+        ("yesterday", None),
+        (1767261600, None),
+    ],
+)
+def test_parse_time(text: object, expected: datetime | None) -> None:
+    assert parse_time(text) == expected
