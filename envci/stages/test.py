@@ -64,7 +64,7 @@ def select(suites: list[AnySuite], names: list[str] | None) -> list[AnySuite]:
     return [s for s in suites if slug(s.name) in wanted]
 
 
-def test_environment(name: str, namespace: str, urls: dict[str, str], kubeconfig: str | None) -> dict[str, str]:
+def runner_environment(name: str, namespace: str, urls: dict[str, str], kubeconfig: str | None) -> dict[str, str]:
     """Pure: the variables a test sees: the same names `envci provision` publishes, plus KUBECONFIG."""
     env = flat_outputs(name, namespace, urls)
     if kubeconfig:
@@ -117,7 +117,7 @@ def test(
     urls = (state.urls if state and state.urls else None) or environment_urls(cfg.spec.components, ns)
     releases = {n: r.release for n, r in (state.components.items() if state else []) if r.release}
     kubeconfig = kubeconfig or os.environ.get("KUBECONFIG")
-    env = test_environment(ident.name, ns, urls, kubeconfig)
+    env = runner_environment(ident.name, ns, urls, kubeconfig)
     run = RunResult(
         name=ident.name, namespace=ns, urls=dict(urls), started_at=rfc3339(clock()),
         ci={k: v for k, v in ident.ctx.as_template_context().items() if v},
@@ -148,6 +148,9 @@ def test(
     rep.progress(f"{run.outcome}: {line}; report in {out_dir}")
     _record(kube, state, run.outcome, line)
     return run, written
+
+
+test.__test__ = False  # type: ignore[attr-defined]  # a stage, not a pytest test
 
 
 def result_dict(run: RunResult, files: dict[str, str]) -> dict[str, Any]:
