@@ -12,6 +12,7 @@ import fcntl
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -196,22 +197,50 @@ def _create(layout: spec.Layout, env: Mapping[str, str], settings: Settings, pro
 
 def _delete(layout: spec.Layout, env: Mapping[str, str], settings: Settings) -> None:
     if layout.cluster_dir.exists():
-        _kwokctl(layout, env, "delete", "cluster", timeout=settings.command_timeout)
-    # kwokctl stops the processes it recorded; whatever it could not remove goes too.
+        # kwokctl removes the cluster's context from a kubeconfig, ~/.kube/config by default (which it
+        # would create), and refuses an empty path: give it the cluster's own file, deleted anyway.
+        _kwokctl(layout, env, "delete", "cluster", "--kubeconfig", str(layout.kubeconfig), timeout=settings.command_timeout)
+        # kwokctl stops what its pid files name; a component started twice (a failed restart) can be
+        # missing from them, so sweep for anything still running from the cluster's directory.
+        _stop_processes(layout)
     shutil.rmtree(layout.cluster_dir, ignore_errors=True)
 
 
-def _start_existing(layout: spec.Layout, env: Mapping[str, str], settings: Settings, progress: Progress) -> bool:
-    """Bring an existing cluster back (after a reboot, or killed processes); False if it cannot be."""
-    progress(f"cluster {spec.CLUSTER_NAME!r} exists but does not answer: restarting it")
-    result = _kwokctl(layout, env, "start", "cluster", timeout=settings.command_timeout, detach=True)
-    if result.returncode != 0:
-        return False
+def _stop_processes(layout: spec.Layout, grace: float = 5.0) -> None:
+    """Stop the cluster's processes when kwokctl could not: never leave them orphaned."""
+    pids = _cluster_processes(layout)
+    if not pids:
+        return
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in [p for p in pids if _alive(p)]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and any(_alive(pid) for pid in pids):
+            time.sleep(0.1)
+
+
+def _cluster_processes(layout: spec.Layout) -> list[int]:
+    """Processes running a program from this cluster's bin/ directory (kwokctl links every component
+    there), whether or not a pid file still names them; nothing else is ever matched."""
+    prefix = str(layout.cluster_dir / "bin") + "/"
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            argv0 = (proc / "cmdline").read_bytes().split(b"\0", 1)[0].decode(errors="replace")
+            if argv0.startswith(prefix):
+                found.append(int(proc.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    """True while the process runs (a zombie waiting to be reaped counts as gone)."""
     try:
-        _wait_until(lambda: _api_ready(layout, env), timeout=settings.api_timeout, interval=settings.poll_interval, what="the API did not answer")
-    except InfrastructureError:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][:1] != "Z"
+    except (OSError, IndexError):
         return False
-    return True
 
 
 def _converge(layout: spec.Layout, env: Mapping[str, str], settings: Settings, progress: Progress) -> None:
@@ -225,8 +254,16 @@ def _converge(layout: spec.Layout, env: Mapping[str, str], settings: Settings, p
         elif _api_ready(layout, env):
             progress(f"reusing running cluster {spec.CLUSTER_NAME!r}")
             return
-        elif not _start_existing(layout, env, settings, progress):
-            progress("restart failed: recreating the cluster")
+        elif _cluster_processes(layout):
+            # Running but slow to answer (starting, or loaded by another test session): wait for it
+            # rather than wipe a cluster others may be using.
+            progress(f"cluster {spec.CLUSTER_NAME!r} is running but does not answer yet: waiting")
+            _wait_until(lambda: _api_ready(layout, env), timeout=settings.api_timeout, interval=settings.poll_interval, what="the running cluster's API did not answer")
+            return
+        else:
+            # Its processes are gone (a reboot, a kill). `kwokctl start cluster` was seen to hang for
+            # minutes and leave strays here; a fresh cluster takes 5 s and holds nothing worth keeping.
+            progress(f"cluster {spec.CLUSTER_NAME!r} exists but is not running: recreating it")
             _delete(layout, env, settings)
     if not layout.cluster_dir.exists():
         _create(layout, env, settings, progress)
