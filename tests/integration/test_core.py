@@ -18,6 +18,7 @@ from envci.config.loader import load_config
 from envci.errors import ExitCode, NotReadyError
 from envci.identity import CiContext
 from envci.kube.client import connect
+from envci.netpol import ingress_allowed
 from envci.output import Reporter
 from envci.stages.provision import provision
 from envci.stages.teardown import teardown
@@ -112,6 +113,13 @@ def test_two_prs_are_isolated_and_a_rerun_converges(kubeconfig: str, app_dir: Pa
             assert {d["metadata"]["namespace"] for d in deployments} == {ns}
             policies = {p["metadata"]["name"] for p in kube.list("networking.k8s.io/v1", "NetworkPolicy", ns)}
             assert "envci-default-deny" in policies
+        # No CNI enforces policies here, so judge the policies really installed in the cluster.
+        pols = kube.list("networking.k8s.io/v1", "NetworkPolicy", a)
+        labels_of = {ns: kube.namespace(ns)["metadata"]["labels"] for ns in (a, b)}
+        reach = lambda src: ingress_allowed(  # noqa: E731
+            pols, dst_ns=a, dst_pod={"app": "web"}, src_ns=src, src_ns_labels=labels_of[src], src_pod={"app": "worker"}
+        )
+        assert reach(a) and not reach(b)
 
         again = provision(cfgs[0], kube, rep)
         assert again["changed"] is False

@@ -241,3 +241,24 @@ def test_stuck_finalizer_is_diagnosed_and_force_removes_it(kubeconfig: str, tmp_
         cm = kube.get("v1", "ConfigMap", "held", ns)
         if cm:
             kube.patch_merge("v1", "ConfigMap", "held", {"metadata": {"finalizers": None}}, ns)
+
+
+def test_a_newer_build_supersedes_an_older_one(kubeconfig: str, tmp_path: Path) -> None:
+    kube = connect(kubeconfig)
+    app = write_app(tmp_path / "app", {"name": f"sup{tag()}", "ttl": "1h", "components": []})
+    pr = {"ENVCI_PR": "77"}
+    new = envci("provision", "-o", "json", cwd=app, env={**pr, "ENVCI_BUILD": "10"})
+    assert new.returncode == 0, new.stderr
+    ns = json.loads(new.stdout)["namespace"]
+    try:
+        old = envci("provision", cwd=app, env={**pr, "ENVCI_BUILD": "9"})
+        assert old.returncode == ExitCode.SUPERSEDED and "newer build 10" in old.stderr
+        skipped = envci("teardown", cwd=app, env={**pr, "ENVCI_BUILD": "9"})
+        assert skipped.returncode == 0 and "leaving it to that build" in skipped.stderr
+        assert kube.namespace(ns) is not None
+        newest = envci("provision", cwd=app, env={**pr, "ENVCI_BUILD": "11"})
+        assert newest.returncode == 0, newest.stderr
+        assert kube.namespace(ns)["metadata"]["labels"]["envci.io/build"] == "11"
+    finally:
+        assert envci("teardown", cwd=app, env={**pr, "ENVCI_BUILD": "11"}).returncode == 0
+    assert kube.namespace(ns) is None
