@@ -32,7 +32,7 @@ log = logging.getLogger("envci.kube.portforward")
 # for the duration of the call. On a shared client that would route another thread's request (the
 # lease renewal, say) through a websocket, so every stream gets a private ApiClient and the swap is
 # serialised.
-_stream_lock = threading.Lock()
+STREAM_LOCK = threading.Lock()
 
 
 def stream_core(kube: Kube) -> client.CoreV1Api:
@@ -178,7 +178,7 @@ class PortForward:
         """One port-forward stream to the pod: an object with `.socket(port)` and `.error(port)`."""
         core = stream_core(self.kube)
         try:
-            with _stream_lock:
+            with STREAM_LOCK:
                 return _portforward(core.connect_get_namespaced_pod_portforward, self.pod, self.namespace, ports=str(self.port))
         except ApiException as e:
             raise api_error(e, f"port-forward to pod {self.namespace}/{self.pod}:{self.port}") from None
