@@ -79,7 +79,7 @@ def render(run: RunResult, *, max_failures: int = 20, detail_lines: int = 15, bu
                 fence = _fence(detail)
                 lines += [f"{fence}text", detail, fence]
             else:
-                lines.append(f"{case.status} in {_seconds(case.seconds)}")
+                lines.append(f"{case.status} after {_seconds(case.seconds)}; no further detail")
             lines += ["", "</details>", ""]
         if len(failures) > max_failures:
             lines += [f"…and {len(failures) - max_failures} more failures: see `junit.xml` in the build's artifacts.", ""]

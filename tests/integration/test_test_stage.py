@@ -49,6 +49,9 @@ def app(tmp_path: Path) -> Path:
     spec = yaml.safe_load((dest / "envci.yaml").read_text())
     spec["test"][0]["command"][0] = sys.executable  # the interpreter running these tests has pytest
     spec["test"][1]["job"]["labels"] = {"envci.io/simulate": "slow-start"}
+    shutil.copytree(APP.parent / "chart", dest / "chart")
+    spec["components"].append({"name": "probe", "helm": {"chart": "./chart"}})
+    spec["test"].append({"name": "chart", "helm_test": "probe", "timeout": "1m"})
     spec["test"].append({"name": "e2e-broken", "job": {"image": "registry.example.com/shop-e2e:1.0", "command": ["run-e2e"],
                                                       "labels": {"envci.io/simulate": "job-fail"}}, "timeout": "1m"})
     (dest / "envci.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
@@ -155,3 +158,11 @@ def test_testing_an_environment_that_does_not_exist_is_not_ready(kubeconfig: str
     p = envci("test", "--env", "never-provisioned-x", "--output-dir", "out", cwd=app)
     assert p.returncode == 3, p.stderr
     assert "does not exist" in p.stderr and "envci provision" in p.stderr
+
+
+def test_a_failing_helm_test_hook_is_a_failed_case_named_after_the_hook(kubeconfig: str, app: Path, environment: dict[str, Any]) -> None:
+    p = envci("test", "--env", environment["name"], "--suite", "chart", "--output-dir", "out", "-o", "json", cwd=app)
+    assert p.returncode == 1, p.stderr
+    res = json.loads(p.stdout)
+    assert res["suites"][0]["kind"] == "helm-test" and res["counts"]["failed"] == 1, p.stdout
+    assert res["failures"] == [{"suite": "chart", "test": "chart.probe-test-connection", "message": "test hook probe-test-connection of release probe: Failed"}]

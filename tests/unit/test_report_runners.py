@@ -247,3 +247,14 @@ def test_consecutive_parallel_suites_form_one_group_in_file_order() -> None:
 def test_summary_of_a_suite_result_names_its_failure() -> None:
     res = SuiteResult("smoke", "command", [])
     assert "envci tests passed" in summary.render(RunResult("n", "ns", suites=[res]))
+
+
+def test_a_suite_that_cannot_reach_the_cluster_is_an_error_not_a_test_failure(app: Path, tmp_path: Path) -> None:
+    from envci.stages.test import run_suite
+
+    ctx = ctx_for(app, tmp_path)
+    res = run_suite(JobSuite(name="e2e", job={"image": "i"}), ctx)  # no connection: InfrastructureError
+    assert res.outcome == "error" and "needs the cluster" in res.error
+    assert [c.status for c in res.cases] == ["error"]
+    run = RunResult("n", "ns", suites=[SuiteResult("ok", "command", []), res])
+    assert run.outcome == "error"
