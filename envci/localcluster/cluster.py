@@ -285,12 +285,12 @@ def _ensure_nodes(layout: spec.Layout, env: Mapping[str, str], settings: Setting
 
 
 def _apply_defaults(layout: spec.Layout, env: Mapping[str, str]) -> None:
-    """The default ClusterLogs, re-applied on every `up` (cheap, and heals a deleted one)."""
+    """The default ClusterLogs and StorageClass, re-applied on every `up` (cheap, heals a deleted one)."""
     layout.default_log_file.write_text(spec.cri_log(spec.DEFAULT_LOG_TEXT))
-    manifest = json.dumps(spec.default_cluster_logs(layout.default_log_file))
+    manifest = json.dumps(spec.default_objects(layout.default_log_file))
     result = _kubectl(layout, env, "apply", "--server-side", "--field-manager=envci", "-f", "-", input_text=manifest, timeout=30)
     if result.returncode != 0:
-        raise _fail("applying the default ClusterLogs", result, layout)
+        raise _fail("applying the default ClusterLogs and StorageClass", result, layout)
 
 
 # --- public API ------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -168,7 +168,7 @@ def cri_log(text: str, *, stream: str = "stdout", when: datetime | None = None) 
     kwok serves `kubectl logs` by parsing the file the way the kubelet parses containerd's logs, so
     plain text would be rejected line by line.
     """
-    stamp = (when or datetime.now(timezone.utc)).strftime("%Y-%m-%dT%H:%M:%S.%f000Z")
+    stamp = (when or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%S.%f000Z")
     lines = text.splitlines() or [""]
     return "".join(f"{stamp} {stream} F {line}\n" for line in lines)
 
@@ -192,6 +192,27 @@ def default_cluster_logs(logs_file: Path) -> dict[str, Any]:
         "metadata": {"name": DEFAULT_LOGS_NAME, "labels": {"app.kubernetes.io/managed-by": "envci"}},
         "spec": logs_spec(logs_file),
     }
+
+
+def default_storage_class() -> dict[str, Any]:
+    """The default StorageClass whose claims kwok.yaml's volume stages bind (kwok's own definition)."""
+    return {
+        "apiVersion": "storage.k8s.io/v1",
+        "kind": "StorageClass",
+        "metadata": {
+            "name": "kwok-volume",
+            "annotations": {"storageclass.kubernetes.io/is-default-class": "true"},
+            "labels": {"app.kubernetes.io/managed-by": "envci"},
+        },
+        "provisioner": "kwok.x-k8s.io/volume",
+        "reclaimPolicy": "Delete",
+        "volumeBindingMode": "Immediate",
+    }
+
+
+def default_objects(logs_file: Path) -> dict[str, Any]:
+    """Everything `up` applies after the cluster answers, as one List."""
+    return {"apiVersion": "v1", "kind": "List", "items": [default_cluster_logs(logs_file), default_storage_class()]}
 
 
 def pod_logs(namespace: str, pod: str, logs_file: Path, containers: list[str] | None = None) -> dict[str, Any]:

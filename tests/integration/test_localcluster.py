@@ -155,6 +155,21 @@ def test_statefulset_becomes_ready(apps: client.AppsV1Api, core: client.CoreV1Ap
     assert {p.metadata.name for p in core.list_namespaced_pod(namespace).items} == {"db-0", "db-1"}
 
 
+@needs_local_cluster
+def test_statefulset_with_volume_claims_binds_and_becomes_ready(apps: client.AppsV1Api, core: client.CoreV1Api, namespace: str) -> None:
+    claim = client.V1PersistentVolumeClaim(
+        metadata=client.V1ObjectMeta(name="data"),
+        spec=client.V1PersistentVolumeClaimSpec(access_modes=["ReadWriteOnce"], resources=client.V1VolumeResourceRequirements(requests={"storage": "1Gi"})),
+    )
+    apps.create_namespaced_stateful_set(namespace, client.V1StatefulSet(
+        metadata=client.V1ObjectMeta(name="pg"),
+        spec=client.V1StatefulSetSpec(service_name="pg", replicas=1, selector=client.V1LabelSelector(match_labels=labels("pg")), template=pod_template("pg"), volume_claim_templates=[claim]),
+    ))
+    watch_until(apps.list_namespaced_stateful_set, namespace, "pg", lambda s: (s.status.ready_replicas or 0) == 1)
+    pvc = core.read_namespaced_persistent_volume_claim("data-pg-0", namespace)
+    assert pvc.status.phase == "Bound" and pvc.spec.storage_class_name == "kwok-volume"
+
+
 def test_namespace_with_workloads_is_deleted_completely(api_client: client.ApiClient, core: client.CoreV1Api, apps: client.AppsV1Api, batch: client.BatchV1Api) -> None:
     name = f"t-ns-delete-{os.urandom(3).hex()}"
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels={"created-by": "envci-tests"})))

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+import itertools
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -32,7 +33,7 @@ def test_kwok_env_points_kubectl_and_path_at_the_built_binaries() -> None:
 
 def test_create_args_name_every_component_by_local_path_and_skip_the_user_kubeconfig() -> None:
     args = spec.create_args(LAYOUT, Path("/repo/kwok.yaml"))
-    pairs = dict(zip(args, args[1:]))
+    pairs = dict(itertools.pairwise(args))
     assert args[:6] == ["--config", "/repo/kwok.yaml", "create", "cluster", "--runtime", "binary"]
     for flag, name in spec.COMPONENT_FLAGS:
         assert pairs[flag] == f"{BIN}/{name}"
@@ -93,7 +94,7 @@ def test_node_summary_reads_the_ready_condition() -> None:
 
 
 def test_cri_log_writes_one_full_line_per_text_line() -> None:
-    when = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=timezone.utc)
+    when = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
     assert spec.cri_log("one\ntwo", when=when) == (
         "2026-01-02T03:04:05.678901000Z stdout F one\n2026-01-02T03:04:05.678901000Z stdout F two\n"
     )
@@ -138,7 +139,7 @@ def _stages() -> dict[str, dict]:
 
 def _label_rule(stage: dict) -> dict | None:
     for expr in stage["spec"]["selector"]["matchExpressions"]:
-        if expr["key"] == f'.metadata.labels["{spec.SIMULATE_LABEL}"]':
+        if expr.get("key") == f'.metadata.labels["{spec.SIMULATE_LABEL}"]':
             return expr
     return None
 
@@ -175,3 +176,12 @@ def test_every_fault_has_exactly_one_stage() -> None:
 
 def test_pod_delete_applies_to_simulated_pods_too() -> None:
     assert _label_rule(_stages()["pod-delete"]) is None
+
+
+def test_default_objects_are_the_logs_and_the_default_storage_class() -> None:
+    objs = spec.default_objects(Path("/c/default.log"))
+    assert [o["kind"] for o in objs["items"]] == ["ClusterLogs", "StorageClass"]
+    sc = objs["items"][1]
+    assert sc["metadata"]["annotations"]["storageclass.kubernetes.io/is-default-class"] == "true"
+    # kwok.yaml's volume stages select claims by this class name.
+    assert f"self.spec.storageClassName == '{sc['metadata']['name']}'" in KWOK_CONFIG.read_text()
