@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import nox
@@ -14,3 +15,26 @@ def cluster(session: nox.Session) -> None:
     # python=False and sys.executable: the interpreter running nox, with envci installed, and no
     # virtualenv to build, so the session starts at once.
     session.run(sys.executable, "-m", "envci.localcluster.command", *args, external=True)
+
+
+@nox.session(python=False)
+def tests(session: nox.Session) -> None:
+    """Every test: unit, integration (real local cluster, PostgreSQL, S3), wrappers. `-- -k expr` narrows."""
+    session.run(sys.executable, "-m", "pytest", *(session.posargs or ["-q"]), external=True)
+
+
+@nox.session(python=False)
+def demo(session: nox.Session) -> None:
+    """The main job: the demo app's whole pipeline (provision, wait-ready, seed, test, teardown) on the local cluster."""
+    kubeconfig = session.run(sys.executable, "-m", "envci.localcluster.command", "up", external=True, silent=True)
+    path = str(kubeconfig).strip().splitlines()[-1]
+    bin_dir = session.run("bash", "envci/localcluster/build.sh", "--print-dir", external=True, silent=True)
+    env = {"KUBECONFIG": path, "PATH": f"{str(bin_dir).strip()}{os.pathsep}{os.environ['PATH']}"}
+    session.chdir("examples/demo")
+    session.run(sys.executable, "-m", "envci.cli", "up", *session.posargs, external=True, env=env)
+
+
+@nox.session(python=False)
+def bench(session: nox.Session) -> None:
+    """Benchmarks on the local cluster: time to ready, teardown, reap of many environments."""
+    session.run(sys.executable, "benchmarks/run.py", *session.posargs, external=True)

@@ -72,6 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("status", "show one environment: components, readiness, URLs, expiry")
     p = add("list", "list all environments envci manages", config=False)
     p.add_argument("--app", default=None, help="only this application's environments")
+    p = add("up", "the whole pipeline: provision, wait-ready, seed, test, then teardown (also on failure and cancellation)")
+    p.add_argument("--keep", action="store_true", help="leave the environment in place at the end (the janitor reaps it after its TTL)")
+    p.add_argument("--output-dir", default="envci-report", help="test report folder (default: %(default)s)")
+    p.add_argument("--no-publish", action="store_true", help="write the report files only: no step summary, no PR/MR comment")
     p = add("reap", "tear down every expired environment (the janitor)", config=False)
     p.add_argument("--dry-run", action="store_true", help="list what would be reaped; change nothing")
     p.add_argument("--app", default=None, help="only this application's environments")
@@ -193,6 +197,19 @@ def run(args: argparse.Namespace, rep: Reporter) -> int:
         envs = list_environments(_kube(args), app=args.app)
         rep.result({"environments": envs}, format_list(envs))
         return ExitCode.OK
+    if cmd == "up":
+        from pathlib import Path
+
+        from envci.ci.publish import publish_report
+        from envci.stages.up import up
+
+        def publish(run_: Any, files: dict[str, str]) -> Any:
+            return None if args.no_publish else publish_report(run_, files, env=os.environ, warn=rep.warn, comment=True)
+
+        code, res = up(_load(args), _kube(args), rep, out_dir=Path(args.output_dir), keep=args.keep, kubeconfig=args.kubeconfig, publish=publish)
+        outcome = res["stages"].get("test", {}).get("outcome", "?")
+        rep.result(res, f"environment {res['name']}: tests {outcome}" + ("; kept" if args.keep else "; torn down"))
+        return code
     if cmd == "reap":
         from envci.stages.reap import github_pr_open, gitlab_mr_open, reap
 
@@ -271,6 +288,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             payload: dict[str, Any] = {"error": e.message, "hint": e.hint, "exit_code": int(e.exit_code), "type": type(e).__name__}
             if hasattr(e, "errors"):
                 payload["errors"] = [{"file": x.file, "line": x.line, "field": x.field, "message": x.detail, "hint": x.hint} for x in e.errors]
+            elif isinstance(e, ConfigError):  # one problem: same shape, so CI wrappers can annotate file and line
+                payload["errors"] = [{"file": e.file, "line": e.line, "field": e.field, "message": e.detail, "hint": e.hint}]
             if hasattr(e, "failures"):
                 payload["failures"] = e.failures
             rep.result(payload, "")
