@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from envci.report.model import Case, RunResult, SuiteResult, clean
 
@@ -133,7 +133,7 @@ def render(run: RunResult) -> str:
     root = ET.Element("testsuites", {"name": f"envci {run.name}"})
     cases = [c for s in run.suites for c in s.cases]
     _counts_attrs(root, cases, run.seconds)
-    stamp = run.started_at or datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    stamp = run.started_at or datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S")
     for suite in run.suites:
         root.append(suite_element(suite, stamp))
     ET.indent(root)

@@ -65,7 +65,7 @@ class Counts:
     skipped: int = 0
 
     @classmethod
-    def of(cls, cases: list[Case]) -> "Counts":
+    def of(cls, cases: list[Case]) -> Counts:
         c = cls(tests=len(cases))
         for case in cases:
             if case.status == "passed":
@@ -78,7 +78,7 @@ class Counts:
                 c.skipped += 1
         return c
 
-    def __add__(self, other: "Counts") -> "Counts":
+    def __add__(self, other: Counts) -> Counts:
         return Counts(*(a + b for a, b in zip(self.as_tuple(), other.as_tuple())))
 
     def as_tuple(self) -> tuple[int, int, int, int, int]:

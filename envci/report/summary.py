@@ -8,8 +8,8 @@ GitHub refuses comments over 65,536 characters and nobody reads the hundredth fa
 from __future__ import annotations
 
 from envci.durations import format_duration
-from envci.report.model import RunResult
 from envci.redact import redact
+from envci.report.model import RunResult
 
 COMMENT_LIMIT = 60_000
 """Characters of a comment body: GitHub's limit is 65,536, GitLab's larger; room for the marker."""

@@ -15,7 +15,7 @@ import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,14 @@ from envci.redact import redact, truncate
 from envci.report.files import write_reports
 from envci.report.model import RunResult, SuiteResult
 from envci.testing import command, helm_test, job
-from envci.testing.base import AnySuite, SuiteContext, check_suites, failure_case, kind_of, slug
+from envci.testing.base import (
+    AnySuite,
+    SuiteContext,
+    check_suites,
+    failure_case,
+    kind_of,
+    slug,
+)
 
 MAX_PARALLEL = 8
 """Suites run at once in a parallel group: enough for typical suites, few enough not to starve
@@ -100,7 +107,7 @@ def test(
     kubeconfig: str | None = None,
     suites: list[str] | None = None,
     runner: Callable[[AnySuite, SuiteContext], SuiteResult] = run_suite,
-    clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> tuple[RunResult, dict[str, str]]:
     """Run the suites, write the report folder, record the outcome. Returns the run and the files."""
     errors = check_suites(cfg)
@@ -185,5 +192,5 @@ def _record(kube: Kube, state: st.EnvState | None, result: str, message: str) ->
         fresh = st.load(kube, state.namespace) or state  # re-read: another stage may have written meanwhile
         fresh.record("test", result, message)
         st.save(kube, fresh)
-    except Exception:  # noqa: BLE001 - recording history must never hide the test outcome
+    except Exception:  # noqa: BLE001, S110 - recording history must never hide the test outcome
         pass

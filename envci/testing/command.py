@@ -44,7 +44,8 @@ def stop_all() -> None:
 def find_junit(pattern: str, base: Path, since: float) -> tuple[list[str], list[str]]:
     """(fresh, stale) files matching `pattern` (relative to `base`); fresh ones changed at or after `since`."""
     full = pattern if os.path.isabs(pattern) else str(base / pattern)
-    fresh, stale = [], []
+    fresh: list[str] = []
+    stale: list[str] = []
     for path in sorted(glob.glob(full, recursive=True)):
         if not os.path.isfile(path):
             continue
@@ -113,7 +114,7 @@ def _stop(proc: subprocess.Popen[str]) -> None:
 
 
 def run(suite: CommandSuite, ctx: SuiteContext, *, clock: Callable[[], float] = time.time) -> SuiteResult:
-    say = lambda m: ctx.progress(suite.name, m)  # noqa: E731
+    say = lambda m: ctx.progress(suite.name, m)
     log_path = ctx.log_path(suite.name)
     timeout = parse_duration(suite.timeout).total_seconds()
     env = {**os.environ, **ctx.env}

@@ -169,7 +169,7 @@ def read_log(kube: Kube, namespace: str, pod: str) -> str:
 
 
 def run(suite: JobSuite, ctx: SuiteContext) -> SuiteResult:
-    say = lambda m: ctx.progress(suite.name, m)  # noqa: E731
+    say = lambda m: ctx.progress(suite.name, m)
     if ctx.kube is None:
         raise InfrastructureError(f"suite {suite.name} needs the cluster, and no connection was made")
     obj = job_manifest(suite, ctx.env, env_name=ctx.cfg.identity.name)

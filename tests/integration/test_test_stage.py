@@ -8,6 +8,7 @@ check of the environment's variables, two of them in parallel.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -65,7 +66,7 @@ def environment(kubeconfig: str, app: Path) -> Iterator[dict[str, Any]]:
 
     cfg = load_config(app / "envci.yaml", CiContext(system="local"), env_override=f"ts-{secrets.token_hex(3)}")
     kube = connect(kubeconfig)
-    rep = Reporter(err=open(os.devnull, "w"))
+    rep = Reporter(err=io.StringIO())
     os.environ.setdefault("ENVCI_OUTPUT_DIR", str(app / ".envci"))
     provision(cfg, kube, rep)
     try:
@@ -95,7 +96,7 @@ def envci(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subproces
     full = {**os.environ, "ENVCI_OUTPUT_DIR": str(cwd / ".envci"), **(env or {})}
     for k in ("GITHUB_ACTIONS", "GITLAB_CI", "JENKINS_URL", "JENKINS_HOME", "GITHUB_STEP_SUMMARY"):
         full.pop(k, None)
-    return subprocess.run([sys.executable, "-m", "envci.cli", *args], cwd=cwd, env=full, capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-m", "envci.cli", *args], check=False, cwd=cwd, env=full, capture_output=True, text=True, timeout=300)
 
 
 def test_envci_test_runs_command_and_job_suites_and_reports_one_failure(

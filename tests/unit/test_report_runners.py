@@ -19,7 +19,7 @@ from envci.kube.jobs import JobResult
 from envci.output import Reporter
 from envci.report import files, summary
 from envci.report.model import RunResult, SuiteResult
-from envci.stages.test import groups, select, runner_environment
+from envci.stages.test import groups, runner_environment, select
 from envci.testing import command, helm_test, job
 from envci.testing.base import SuiteContext, check_suites
 
@@ -128,7 +128,7 @@ def test_job_wrapper_really_prints_the_files_and_keeps_the_exit_code(tmp_path: P
     (tmp_path / "a.xml").write_text("<testsuite><testcase name='a'/></testsuite>")
     (tmp_path / "b.xml").write_text("<testsuite><testcase name='b'><failure message='no'/></testcase></testsuite>")
     env = {**os.environ, "ENVCI_TEST_COMMAND": "echo running; exit 7", "ENVCI_JUNIT": f"{tmp_path}/*.xml"}
-    p = subprocess.run(["sh", "-c", job.WRAPPER], env=env, capture_output=True, text=True, timeout=10)
+    p = subprocess.run(["sh", "-c", job.WRAPPER], check=False, env=env, capture_output=True, text=True, timeout=10)
     assert p.returncode == 7
     blocks = job.extract_junit(p.stdout)
     assert len(blocks) == 2 and "name='b'" in blocks[1]
