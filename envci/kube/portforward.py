@@ -96,16 +96,11 @@ def service_target(service: dict[str, Any], pods: list[dict[str, Any]], port: in
         sel = ",".join(f"{k}={v}" for k, v in sorted(selector.items()))
         raise NotReadyError(f"{name}: no ready pod matches its selector {sel}", hint="run `envci wait-ready` first; `envci status` shows the pods")
     pod = ready[0]
-    target = entry.get("targetPort", entry.get("port"))
-    if isinstance(target, str):
-        if target.isdigit():
-            number: int | None = int(target)
-        else:
-            number = _container_port(pod, target)
-        if number is None:
-            raise ConfigError(f"{name}: pod {pod['metadata']['name']} has no container port named {target!r}")
-        target = number
-    return Target(pod=pod["metadata"]["name"], port=int(target))
+    target: Any = entry.get("targetPort", entry.get("port"))
+    number: int | None = int(target) if isinstance(target, int) or str(target).isdigit() else _container_port(pod, str(target))
+    if number is None:
+        raise ConfigError(f"{name}: pod {pod['metadata']['name']} has no container port named {target!r}")
+    return Target(pod=pod["metadata"]["name"], port=number)
 
 
 def resolve_service(kube: Kube, namespace: str, service: str, port: int | None) -> Target:
