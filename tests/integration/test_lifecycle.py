@@ -262,3 +262,36 @@ def test_a_newer_build_supersedes_an_older_one(kubeconfig: str, tmp_path: Path) 
     finally:
         assert envci("teardown", cwd=app, env={**pr, "ENVCI_BUILD": "11"}).returncode == 0
     assert kube.namespace(ns) is None
+
+
+def test_up_tears_down_after_failing_tests_and_after_cancellation(kubeconfig: str, tmp_path: Path) -> None:
+    kube = connect(kubeconfig)
+    spec = shop_spec(test=[{"name": "checks", "command": "exit 3"}])
+    app = write_app(tmp_path / "app", spec)
+    env = f"up-{tag()}"
+    failed = envci("up", "--env", env, "--no-publish", "--output-dir", str(tmp_path / "r"), cwd=app)
+    assert failed.returncode == ExitCode.TESTS_FAILED, failed.stderr
+    assert leftovers(kube, f"envci-{env}") == []
+
+    app2 = write_app(tmp_path / "app2", slow_spec())
+    write_slow_db(app2)
+    env2 = f"upc-{tag()}"
+    p = envci_proc("up", "--env", env2, "--no-publish", cwd=app2)
+    wait_for(lambda: kube.get("apps/v1", "StatefulSet", "db", f"envci-{env2}") is not None, 60, "db to be applied")
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == ExitCode.CANCELLED, err
+    assert "tearing down after" in err
+    assert leftovers(kube, f"envci-{env2}") == []
+
+
+def test_up_keep_leaves_the_environment(kubeconfig: str, tmp_path: Path) -> None:
+    kube = connect(kubeconfig)
+    app = write_app(tmp_path / "app", shop_spec(test=[{"name": "ok", "command": "true"}]))
+    env = f"keep-{tag()}"
+    try:
+        r = envci("up", "--env", env, "--keep", "--no-publish", "--output-dir", str(tmp_path / "r"), cwd=app)
+        assert r.returncode == 0, r.stderr
+        assert kube.namespace(f"envci-{env}") is not None
+    finally:
+        envci("teardown", "--env", env, cwd=app)
