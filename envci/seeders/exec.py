@@ -21,7 +21,6 @@ from envci.kube.portforward import STREAM_LOCK, stream_core
 from envci.redact import redact, truncate
 from envci.seeders.base import SeedContext, SeedError, StepResult, ready_pod
 
-
 ERROR_CHANNEL = 3
 _EXIT_STATUS = re.compile(r"exit (?:status|code) (\d+)")
 

@@ -5,7 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from servers import Postgres, start_postgres, start_s3  # tests/integration is on sys.path
+from servers import (  # tests/integration is on sys.path
+    Postgres,
+    start_postgres,
+    start_s3,
+)
 
 
 @pytest.fixture(scope="session")

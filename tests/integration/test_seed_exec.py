@@ -6,12 +6,18 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from seedapp import (  # tests/integration is on sys.path
+    env_name,
+    environment,
+    load,
+    reporter,
+    write_app,
+)
 
 from envci.errors import ExitCode
 from envci.kube.client import connect
 from envci.seeders import SeedError
 from envci.stages.seed import seed
-from seedapp import env_name, environment, load, reporter, write_app  # tests/integration is on sys.path
 
 pytestmark = pytest.mark.cluster
 

@@ -6,13 +6,18 @@ from pathlib import Path
 
 import boto3
 import pytest
+from seedapp import (  # tests/integration is on sys.path
+    env_name,
+    load,
+    reporter,
+    write_app,
+)
 
 from envci import state as st
 from envci.kube.client import connect
 from envci.seeders.s3 import ACCESS_KEY_ENV, SECRET_KEY_ENV, bucket_name
 from envci.stages.seed import seed
 from envci.stages.teardown import teardown
-from seedapp import env_name, load, reporter, write_app  # tests/integration is on sys.path
 
 pytestmark = pytest.mark.cluster
 ACCESS, SECRET = "AKIDSEEDTEST", "s3-secret-value-for-tests"

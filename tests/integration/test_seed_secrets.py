@@ -18,12 +18,18 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from seedapp import (  # tests/integration is on sys.path
+    db_pod,
+    env_name,
+    environment,
+    load,
+    write_app,
+)
+from servers import Postgres
 
 from envci.errors import ExitCode
 from envci.kube.client import connect
 from envci.redact import MASK
-from seedapp import db_pod, env_name, environment, load, write_app  # tests/integration is on sys.path
-from servers import Postgres
 
 pytestmark = pytest.mark.cluster
 

@@ -11,15 +11,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from seedapp import db_pod, env_name, environment, load, reporter, write_app
+from servers import Postgres  # tests/integration is on sys.path
 
 from envci import state as st
 from envci.errors import ExitCode
 from envci.kube.client import connect
 from envci.seeders import SeedError
 from envci.stages.seed import seed
-from servers import Postgres  # tests/integration is on sys.path
-
-from seedapp import db_pod, env_name, environment, load, reporter, write_app
 
 pytestmark = pytest.mark.cluster
 

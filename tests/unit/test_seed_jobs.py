@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from envci.kube.jobs import SPEC_HASH_ANNOTATION, JobResult, job_object, outcome, pod_failure, pods_of_job, spec_hash
+from envci.kube.jobs import (
+    SPEC_HASH_ANNOTATION,
+    JobResult,
+    job_object,
+    outcome,
+    pod_failure,
+    pods_of_job,
+    spec_hash,
+)
 
 
 def test_job_object_never_restarts_in_place_and_carries_its_spec_hash() -> None:
