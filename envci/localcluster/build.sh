@@ -39,7 +39,7 @@ command -v go >/dev/null || { echo "error: the Go toolchain is needed to build t
 mkdir -p "$BIN" "$OUT/src"
 start=$SECONDS
 log() { printf '[localcluster build %4ds] %s\n' "$((SECONDS - start))" "$*" >&2; }
-log "building ${missing[*]} into $BIN (cold build: about 20-30 minutes on 2 cores)"
+log "building ${missing[*]} into $BIN (cold build: about 10 minutes on 2 cores)"
 
 need() { for b in "$@"; do [[ -x "$BIN/$b" ]] || return 0; done; return 1; }
 
