@@ -295,3 +295,30 @@ def test_up_keep_leaves_the_environment(kubeconfig: str, tmp_path: Path) -> None
         assert kube.namespace(f"envci-{env}") is not None
     finally:
         envci("teardown", "--env", env, cwd=app)
+
+
+def helm_status(release: str, ns: str) -> str:
+    out = subprocess.run(["helm", "status", release, "-n", ns, "-o", "json"], capture_output=True, text=True)
+    return json.loads(out.stdout)["info"]["status"] if out.returncode == 0 else ""
+
+
+def test_a_release_left_pending_by_an_interrupted_run_is_recovered(kubeconfig: str, tmp_path: Path) -> None:
+    app = write_app(tmp_path / "app", shop_spec(components=[{"name": "web", "helm": {"chart": "./charts/web"}}]))
+    env = f"pend-{tag()}"
+    ns = f"envci-{env}"
+    try:
+        assert envci("provision", "--env", env, cwd=app).returncode == 0
+        # An upgrade that never gets ready, killed half-way: Helm leaves the release pending-upgrade.
+        helm = subprocess.Popen(
+            ["helm", "upgrade", "web", str(app / "charts" / "web"), "-n", ns, "--wait", "--timeout", "5m",
+             "--set", "labels.envci\\.io/simulate=never-ready"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        wait_for(lambda: helm_status("web", ns) == "pending-upgrade", 30, "a pending upgrade")
+        helm.kill()
+        helm.wait(timeout=10)
+        again = envci("provision", "--env", env, cwd=app)
+        assert again.returncode == 0, again.stderr
+        assert helm_status("web", ns) == "deployed"
+    finally:
+        envci("teardown", "--env", env, cwd=app)

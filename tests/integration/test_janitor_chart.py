@@ -1,0 +1,42 @@
+"""The janitor chart installs, and its ServiceAccount can do what `envci reap` needs and no more."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.cluster
+CHART = Path(__file__).parents[2] / "charts" / "envci-janitor"
+
+
+def can_i(verb: str, resource: str, sa: str, namespace: str | None = None) -> bool:
+    cmd = ["kubectl", "auth", "can-i", verb, resource, f"--as=system:serviceaccount:{sa}"]
+    if namespace:
+        cmd += ["-n", namespace]
+    return subprocess.run(cmd, capture_output=True, text=True).stdout.strip() == "yes"
+
+
+def test_janitor_chart_installs_with_least_privilege(kubeconfig: str, namespace: str) -> None:
+    release = f"janitor-{namespace[-5:]}"
+    subprocess.run(
+        ["helm", "install", release, str(CHART), "-n", namespace, "--set", "args={--closed-prs}", "--wait", "--timeout", "60s"],
+        check=True, capture_output=True, text=True,
+    )
+    try:
+        cron = subprocess.run(
+            ["kubectl", "get", "cronjob", release, "-n", namespace, "-o", "jsonpath={.spec.jobTemplate.spec.template.spec.containers[0].args}"],
+            check=True, capture_output=True, text=True,
+        ).stdout
+        assert '"reap"' in cron and '"--closed-prs"' in cron
+        sa = f"{namespace}:{release}"
+        assert can_i("delete", "namespaces", sa) and can_i("list", "namespaces", sa)
+        assert can_i("delete", "secrets", sa, "envci-some-env")  # helm uninstall reads and deletes release records
+        assert can_i("update", "leases.coordination.k8s.io", sa, "envci-some-env")
+        assert not can_i("create", "namespaces", sa)
+        assert not can_i("create", "deployments", sa, "default")
+        assert not can_i("create", "clusterrolebindings", sa)
+        assert not can_i("create", "pods/exec", sa, "default")
+    finally:
+        subprocess.run(["helm", "uninstall", release, "-n", namespace], capture_output=True)
