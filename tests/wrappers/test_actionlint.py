@@ -1,0 +1,68 @@
+"""actionlint (v1.7.12, built from its Go module) on every action and example workflow.
+
+actionlint reads workflows, and checks a local action's metadata (inputs, outputs, required inputs)
+where a workflow uses it. So the examples are linted as they are, and once more in a copy of the
+repository where `envci/envci/actions/X@v0` is `./actions/X`, next to a workflow that uses every
+action with every input and reads every output.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import yaml
+from conftest import ACTIONLINT, REPO, require
+
+ACTIONS = ("provision", "wait-ready", "seed", "test", "teardown", "run")
+EXAMPLES = sorted((REPO / "examples" / "github").glob("*.yml"))
+
+
+def every_action_workflow() -> str:
+    steps = []
+    for name in ACTIONS:
+        meta = yaml.safe_load((REPO / "actions" / name / "action.yml").read_text())
+        sid = name.replace("-", "_")
+        with_ = {k: f"${{{{ vars.X_{k.upper().replace('-', '_')} }}}}" for k in meta["inputs"]}
+        steps.append({"id": sid, "uses": f"./actions/{name}", "with": with_})
+        env = {f"OUT_{k.upper().replace('-', '_')}": f"${{{{ steps.{sid}.outputs.{k} }}}}" for k in meta["outputs"]}
+        steps.append({"run": "env | grep '^OUT_'", "env": env})
+    workflow = {"name": "every action", "on": {"push": None}, "jobs": {"all": {"runs-on": "ubuntu-latest", "steps": [{"uses": "actions/checkout@v4"}, *steps]}}}
+    return yaml.safe_dump(workflow, sort_keys=False)
+
+
+def lint(cwd: Path, *files: str) -> subprocess.CompletedProcess[str]:
+    if not (cwd / ".git").exists():  # actionlint finds the project (and local actions) by its git root
+        subprocess.run(["git", "init", "-q"], cwd=cwd, check=True, timeout=30)
+    return subprocess.run([require(ACTIONLINT, "actionlint v1.7.12 (go install)"), "-no-color", *files], cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+def test_examples_as_they_are() -> None:
+    assert EXAMPLES
+    done = lint(REPO, *[str(p.relative_to(REPO)) for p in EXAMPLES])
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_every_action_through_local_uses(tmp_path: Path) -> None:
+    shutil.copytree(REPO / "actions", tmp_path / "actions")
+    workflows = tmp_path / ".github" / "workflows"
+    workflows.mkdir(parents=True)
+    for p in EXAMPLES:
+        (workflows / p.name).write_text(p.read_text().replace("envci/envci/actions/", "./actions/").replace("@v0\n", "\n"))
+    (workflows / "every-action.yml").write_text(every_action_workflow())
+    done = lint(tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_actionlint_catches_an_unknown_input(tmp_path: Path) -> None:
+    """The check above is real: a misspelt input of a local action is reported."""
+    shutil.copytree(REPO / "actions", tmp_path / "actions")
+    workflows = tmp_path / ".github" / "workflows"
+    workflows.mkdir(parents=True)
+    (workflows / "bad.yml").write_text(
+        "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n"
+        "      - uses: actions/checkout@v4\n      - uses: ./actions/provision\n        with: {kubeconfg: x}\n"
+    )
+    done = lint(tmp_path)
+    assert done.returncode != 0 and "kubeconfg" in done.stdout
