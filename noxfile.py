@@ -35,6 +35,43 @@ def demo(session: nox.Session) -> None:
 
 
 @nox.session(python=False)
+def ci(session: nox.Session) -> None:
+    """What a CI pipeline runs: one envci command per stage, teardown always, on the local cluster.
+
+    The CI context (GITHUB_*, CI_* of GitLab, BUILD_NUMBER/CHANGE_ID of Jenkins, or ENVCI_BRANCH/ENVCI_PR
+    locally) comes from the environment, as in a real pipeline. `-- DIR` picks the app (default
+    examples/demo). Fails with the first failing stage's exit code in its message.
+    """
+    import subprocess
+
+    workdir = session.posargs[0] if session.posargs else "examples/demo"
+    kubeconfig = session.run(sys.executable, "-m", "envci.localcluster.command", "up", external=True, silent=True)
+    bin_dir = session.run("bash", "envci/localcluster/build.sh", "--print-dir", external=True, silent=True)
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(kubeconfig).strip().splitlines()[-1],
+        "PATH": f"{str(bin_dir).strip()}{os.pathsep}{os.environ['PATH']}",
+    }
+
+    def envci(stage: str) -> int:
+        session.log(f"envci {stage}")
+        return subprocess.call([sys.executable, "-m", "envci.cli", stage], cwd=workdir, env=env)
+
+    failed: tuple[str, int] | None = None
+    try:
+        for stage in ("provision", "wait-ready", "seed", "test"):
+            code = envci(stage)
+            if code:
+                failed = (stage, code)
+                break
+    finally:
+        code = envci("teardown")  # always, as the pipelines' teardown jobs do
+        failed = failed or (("teardown", code) if code else None)
+    if failed:
+        session.error(f"envci {failed[0]} failed with exit code {failed[1]}")
+
+
+@nox.session(python=False)
 def bench(session: nox.Session) -> None:
     """Benchmarks on the local cluster: time to ready, teardown, reap of many environments."""
     session.run(sys.executable, "benchmarks/run.py", *session.posargs, external=True)
