@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from wrapper_support import REPO
 
 SCRIPT = REPO / "actions" / "_lib" / "envci_step.py"
 _spec = importlib.util.spec_from_file_location("envci_step", SCRIPT)
@@ -100,7 +100,7 @@ def run_step(tmp_path: Path, stage: str, **env: str) -> tuple[subprocess.Complet
     full = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "ENVCI_", "RUNNER_"))}
     full.update({k: str(v) for k, v in files.items()}, GITHUB_WORKSPACE=str(tmp_path), ENVCI_STEP_VERSION="installed",
                 PATH=f"{Path(envci).parent}{os.pathsep}{os.environ['PATH']}", **env)
-    done = subprocess.run([sys.executable, str(SCRIPT), stage], cwd=tmp_path, env=full, capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, str(SCRIPT), stage], cwd=tmp_path, env=full, capture_output=True, text=True, check=False, timeout=120)
     out = {}
     for line in files["GITHUB_OUTPUT"].read_text().splitlines() if files["GITHUB_OUTPUT"].exists() else []:
         k, _, v = line.partition("=")
@@ -122,5 +122,5 @@ def test_a_config_error_fails_the_step_with_envcis_exit_code_and_a_file_annotati
 
 
 def test_an_unknown_stage_is_refused(tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, str(SCRIPT), "deploy"], capture_output=True, text=True, timeout=30)
+    done = subprocess.run([sys.executable, str(SCRIPT), "deploy"], capture_output=True, text=True, check=False, timeout=30)
     assert done.returncode == 2 and "usage" in done.stderr

