@@ -66,3 +66,15 @@ def test_actionlint_catches_an_unknown_input(tmp_path: Path) -> None:
     )
     done = lint(tmp_path)
     assert done.returncode != 0 and "kubeconfg" in done.stdout
+
+
+def test_no_expression_is_spliced_into_a_script() -> None:
+    """Inputs and event data reach `run:` through `env:` only: `${{ }}` inside a script is injectable."""
+    files = [*(REPO / "actions").glob("*/action.yml"), *EXAMPLES]
+    scripts = []
+    for f in files:
+        doc = yaml.safe_load(f.read_text())
+        steps = (doc.get("runs") or {}).get("steps") or [s for job in (doc.get("jobs") or {}).values() for s in job.get("steps", [])]
+        scripts += [(f.relative_to(REPO), s["run"]) for s in steps if "run" in s]
+    assert len(scripts) >= 10
+    assert [(f, run) for f, run in scripts if "${{" in run] == []
