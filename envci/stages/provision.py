@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import glob
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Callable
 
 from envci import state as st
@@ -63,8 +64,6 @@ def manifest_objects(cfg: LoadedConfig, comp: Component) -> list[dict[str, Any]]
     objs: list[dict[str, Any]] = []
     for pattern in comp.manifests or []:
         for f in sorted(glob.glob(str(cfg.base_dir / pattern), recursive=True)):
-            from pathlib import Path
-
             for obj in load_manifest_file(Path(f), cfg.context):
                 objs.append(prepare(obj, namespace=cfg.identity.namespace, component=comp.name, source=f))
     return objs
