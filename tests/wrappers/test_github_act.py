@@ -74,7 +74,7 @@ def run_act(
             "-s", "ENVCI_KUBECONFIG",
         ],
         cwd=work, env=runner_env(kubeconfig, ENVCI_KUBECONFIG=Path(kubeconfig).read_text()),
-        capture_output=True, text=True, check=False, timeout=420,
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False, timeout=420,
     )
     timed(f"act pull_request ({action})", t0)
     (tmp_path / "act.log").write_text(done.stdout + done.stderr)

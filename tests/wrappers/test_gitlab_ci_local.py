@@ -55,7 +55,7 @@ def test_pipeline_passes_outputs_on_reports_junit_and_tears_down_after_a_failing
             "--variable", f"ENVCI_INSTALL={repo_copy}", "--variable", f"ENVCI_VENV={envci_venv}",
             "--variable", f"KUBECONFIG={kubeconfig}", "--variable", "DEMO_FAIL=1",
         ],
-        cwd=project.path, env=runner_env(kubeconfig), capture_output=True, text=True, check=False, timeout=420,
+        cwd=project.path, env=runner_env(kubeconfig), stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False, timeout=420,
     )
     timed("gitlab-ci-local", t0)
     log = done.stdout + done.stderr
