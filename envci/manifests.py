@@ -18,6 +18,18 @@ from envci.config.render import render_string
 from envci.errors import ConfigError
 
 COMPONENT_LABEL = "envci.io/component"
+HELM_RELEASE_ANNOTATION = "meta.helm.sh/release-name"
+OTHER = "(other)"
+
+
+def component_of(obj: dict[str, Any], release_to_component: dict[str, str]) -> str:
+    """Which component an object belongs to: envci's label on manifests, the Helm release on charts."""
+    meta = obj.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    if COMPONENT_LABEL in labels:
+        return str(labels[COMPONENT_LABEL])
+    rel = (meta.get("annotations") or {}).get(HELM_RELEASE_ANNOTATION) or labels.get("app.kubernetes.io/instance")
+    return release_to_component.get(rel or "", OTHER)
 
 
 def load_manifest_file(path: Path, context: dict[str, Any]) -> list[dict[str, Any]]:

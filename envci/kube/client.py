@@ -258,4 +258,26 @@ def connect(kubeconfig: str | None = None, context: str | None = None) -> Kube:
             hint="set KUBECONFIG (or --kubeconfig), or run `envci cluster up` for the local cluster",
         ) from None
     cfg.retries = 3  # urllib3 retries connection errors; API-level retries are the caller's
-    return Kube(client.ApiClient(cfg))
+    api = client.ApiClient(cfg)
+    read = float(os.environ.get("ENVCI_API_TIMEOUT") or DEFAULT_REQUEST_TIMEOUT[1])
+    with_default_timeout(api, (DEFAULT_REQUEST_TIMEOUT[0], read))
+    return Kube(api)
+
+
+DEFAULT_REQUEST_TIMEOUT = (5.0, 60.0)
+"""(connect, read) seconds for every API call that sets none (`ENVCI_API_TIMEOUT` sets the read
+part). Without it a connection that goes silent (a dropped route, a half-open socket) blocks a
+stage forever instead of being retried."""
+
+
+def with_default_timeout(api: client.ApiClient, timeout: tuple[float, float]) -> None:
+    """The generated client sends `timeout=None` (wait forever) unless each call passes one."""
+    rest = api.rest_client
+    request = rest.request
+
+    def timed_request(*args: Any, **kwargs: Any) -> Any:
+        if not kwargs.get("_request_timeout"):
+            kwargs["_request_timeout"] = timeout
+        return request(*args, **kwargs)
+
+    rest.request = timed_request  # type: ignore[method-assign]

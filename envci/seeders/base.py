@@ -18,11 +18,10 @@ from envci.errors import ConfigError, EnvciError, ExitCode, NotReadyError
 from envci.kube import readiness
 from envci.kube.client import Kube
 from envci.kube.portforward import pod_is_ready
-from envci.manifests import COMPONENT_LABEL
+from envci.manifests import component_of
 from envci.output import Reporter
 from envci.redact import register
 
-HELM_RELEASE_ANNOTATION = "meta.helm.sh/release-name"
 WORKLOADS: tuple[tuple[str, str], ...] = (("apps/v1", "Deployment"), ("apps/v1", "StatefulSet"), ("apps/v1", "DaemonSet"))
 
 
@@ -109,20 +108,11 @@ class SeedContext:
 # --- finding a component's pods -----------------------------------------------------------------
 
 
-def _component_of(obj: dict[str, Any], release: str | None) -> str | None:
-    meta = obj.get("metadata") or {}
-    labels = meta.get("labels") or {}
-    if COMPONENT_LABEL in labels:
-        return str(labels[COMPONENT_LABEL])
-    rel = (meta.get("annotations") or {}).get(HELM_RELEASE_ANNOTATION) or labels.get("app.kubernetes.io/instance")
-    return rel if rel and rel == release else None
-
-
 def component_workloads(workloads: list[dict[str, Any]], component: str, release: str | None) -> list[dict[str, Any]]:
     """Pure: the workloads that belong to `component` (by envci's label, or its Helm release)."""
-    want = {component, release} - {None}
+    owners = {release: component} if release else {}
     return sorted(
-        (w for w in workloads if _component_of(w, release) in want),
+        (w for w in workloads if component_of(w, owners) == component),
         key=lambda w: (w.get("kind", ""), w["metadata"]["name"]),
     )
 

@@ -18,6 +18,7 @@ from envci.helm import Helm
 from envci.identity import is_older_build
 from envci.kube.client import Kube
 from envci.kube.lease import Lease
+from envci.manifests import HELM_RELEASE_ANNOTATION
 from envci.output import Reporter
 
 Sleep = Callable[[float], None]
@@ -174,4 +175,4 @@ def _owned_by_envci(obj: dict[str, Any]) -> bool:
     meta = obj["metadata"]
     labels = meta.get("labels") or {}
     annotations = meta.get("annotations") or {}
-    return labels.get("envci.io/managed") == "true" or "meta.helm.sh/release-name" in annotations or labels.get("app.kubernetes.io/managed-by") == "Helm"
+    return labels.get("envci.io/managed") == "true" or HELM_RELEASE_ANNOTATION in annotations or labels.get("app.kubernetes.io/managed-by") == "Helm"

@@ -17,12 +17,10 @@ from envci.durations import format_duration, parse_duration
 from envci.errors import NotReadyError
 from envci.kube import readiness
 from envci.kube.client import WORKLOAD_KINDS, Kube
-from envci.manifests import COMPONENT_LABEL
+from envci.manifests import OTHER, component_of
 from envci.output import Reporter
 from envci import state as st
 
-HELM_RELEASE_ANNOTATION = "meta.helm.sh/release-name"
-OTHER = "(other)"
 
 
 @dataclass
@@ -34,15 +32,6 @@ class Item:
     @property
     def ref(self) -> str:
         return f"{self.obj['kind']}/{self.obj['metadata']['name']}"
-
-
-def component_of(obj: dict[str, Any], release_to_component: dict[str, str]) -> str:
-    meta = obj.get("metadata") or {}
-    labels = meta.get("labels") or {}
-    if COMPONENT_LABEL in labels:
-        return labels[COMPONENT_LABEL]
-    rel = (meta.get("annotations") or {}).get(HELM_RELEASE_ANNOTATION) or labels.get("app.kubernetes.io/instance")
-    return release_to_component.get(rel or "", OTHER)
 
 
 def judge(

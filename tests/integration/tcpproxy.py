@@ -24,7 +24,16 @@ class FlakyProxy:
         self.port = self._server.getsockname()[1]
         self._stop = threading.Event()
         self.dropped = 0
+        self._silent: set[int] = set()
+        self.blackholed = 0
         threading.Thread(target=self._accept, daemon=True).start()
+
+    def blackhole(self) -> None:
+        """Make every open connection go silent (no reset, no data), as a dropped route does to
+        established flows; new connections work."""
+        with self._lock:
+            self._silent.update(id(c) for c in self._conns)
+            self.blackholed += len(self._conns) // 2
 
     def drop_for(self, seconds: float) -> None:
         """Reset every open connection and refuse new ones for `seconds`."""
@@ -33,7 +42,13 @@ class FlakyProxy:
             conns, self._conns = self._conns, []
         for c in conns:
             try:
+                # shutdown() first: close() alone does not wake a thread blocked in recv() on the
+                # socket, so the connection would go silent instead of being reset.
                 c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            try:
                 c.close()
             except OSError:
                 pass
@@ -63,13 +78,14 @@ class FlakyProxy:
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
 
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
         try:
             while True:
                 data = src.recv(65536)
                 if not data:
                     break
+                if id(src) in self._silent or id(dst) in self._silent:
+                    continue  # swallow: the peer waits for an answer that never comes
                 dst.sendall(data)
         except OSError:
             pass

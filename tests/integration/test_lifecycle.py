@@ -322,3 +322,29 @@ def test_a_release_left_pending_by_an_interrupted_run_is_recovered(kubeconfig: s
         assert helm_status("web", ns) == "deployed"
     finally:
         envci("teardown", "--env", env, cwd=app)
+
+
+def test_a_stage_survives_connections_that_go_silent(kubeconfig: str, tmp_path: Path) -> None:
+    """A dropped route resets nothing: requests in flight just never get an answer."""
+    cfg = yaml.safe_load(Path(kubeconfig).read_text())
+    server = urlparse(cfg["clusters"][0]["cluster"]["server"])
+    proxy = FlakyProxy(server.hostname or "127.0.0.1", server.port or 443)
+    cfg["clusters"][0]["cluster"]["server"] = f"{server.scheme}://127.0.0.1:{proxy.port}"
+    flaky = tmp_path / "flaky.kubeconfig"
+    flaky.write_text(yaml.safe_dump(cfg))
+    spec = shop_spec()
+    spec["values"]["worker_labels"] = {"envci.io/simulate": "slow-start"}
+    app = write_app(tmp_path / "app", spec)
+    env = f"silent-{tag()}"
+    run_env = {"KUBECONFIG": str(flaky), "ENVCI_API_TIMEOUT": "4"}
+    try:
+        assert envci("provision", "--env", env, "--no-wait-dependencies", cwd=app, env=run_env).returncode == 0
+        p = envci_proc("wait-ready", "--env", env, cwd=app, env=run_env)
+        time.sleep(1.5)
+        proxy.blackhole()
+        out, err = p.communicate(timeout=90)
+        assert p.returncode == 0, err
+        assert proxy.blackholed > 0
+    finally:
+        proxy.close()
+        envci("teardown", "--env", env, cwd=app)
