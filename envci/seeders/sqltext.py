@@ -53,7 +53,7 @@ def _has_code(text: str) -> bool:
 
 def _skip_block_comment(text: str, i: int) -> int:
     """Index just after the block comment starting at i; PostgreSQL block comments nest."""
-    depth, i, n = 0, i, len(text)
+    depth, n = 0, len(text)
     while i < n:
         if text.startswith("/*", i):
             depth += 1

@@ -115,7 +115,6 @@ def provision(
     clock: Clock = _utcnow,
 ) -> dict[str, Any]:
     ident = cfg.identity
-    spec = cfg.spec
     rep.progress(f"provisioning environment {ident.name} in namespace {ident.namespace}")
     ensure_namespace(kube, cfg, now=clock())
     with Lease(kube, ident.namespace, "provision", progress=rep.progress):

@@ -8,7 +8,6 @@ import secrets
 import signal
 import subprocess
 import sys
-import threading
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -19,14 +18,13 @@ import pytest
 import yaml
 
 from envci.config.loader import load_config
-from envci.errors import ExitCode, InfrastructureError
+from envci.errors import ExitCode
 from envci.identity import CiContext
 from envci.kube.client import connect
 from envci.namespace import rfc3339
 from envci.output import Reporter
 from envci.stages.provision import provision
 from envci.stages.reap import reap
-from envci.stages.teardown import teardown
 
 from tcpproxy import FlakyProxy  # tests/integration is on sys.path (pytest rootdir-relative imports)
 
@@ -137,7 +135,7 @@ def test_provision_killed_half_way_is_removed_by_teardown_and_reap(kubeconfig: s
         env = f"kill-{how}-{tag()}"
         p = envci_proc("provision", "--env", env, cwd=app)
         ns = f"envci-{env}"
-        wait_for(lambda: kube.get("apps/v1", "StatefulSet", "db", ns) is not None, 60, "db to be applied")
+        wait_for(lambda ns=ns: kube.get("apps/v1", "StatefulSet", "db", ns) is not None, 60, "db to be applied")
         time.sleep(1)
         p.send_signal(signal.SIGKILL)
         p.wait(timeout=10)
@@ -192,29 +190,35 @@ def test_concurrent_provisions_give_one_consistent_environment(kubeconfig: str, 
         envci("teardown", "--env", env, cwd=app)
 
 
-def test_a_stage_survives_the_api_server_dropping_connections(kubeconfig: str, tmp_path: Path) -> None:
+@pytest.fixture
+def behind_proxy(kubeconfig: str, tmp_path: Path) -> Any:
+    """The slow-starting shop app, and a kubeconfig that reaches the API server through a FlakyProxy."""
     cfg = yaml.safe_load(Path(kubeconfig).read_text())
     server = urlparse(cfg["clusters"][0]["cluster"]["server"])
     proxy = FlakyProxy(server.hostname or "127.0.0.1", server.port or 443)
     cfg["clusters"][0]["cluster"]["server"] = f"{server.scheme}://127.0.0.1:{proxy.port}"
     flaky = tmp_path / "flaky.kubeconfig"
     flaky.write_text(yaml.safe_dump(cfg))
-
     spec = shop_spec()
     spec["values"]["worker_labels"] = {"envci.io/simulate": "slow-start"}
     app = write_app(tmp_path / "app", spec)
     env = f"flaky-{tag()}"
     try:
-        assert envci("provision", "--env", env, "--no-wait-dependencies", cwd=app, env={"KUBECONFIG": str(flaky)}).returncode == 0
-        p = envci_proc("wait-ready", "--env", env, cwd=app, env={"KUBECONFIG": str(flaky)})
-        time.sleep(1)
-        proxy.drop_for(10)
-        out, err = p.communicate(timeout=120)
-        assert p.returncode == 0, err
-        assert proxy.dropped > 0  # connections really were refused while it waited
+        yield proxy, app, env, {"KUBECONFIG": str(flaky)}
     finally:
         proxy.close()
         envci("teardown", "--env", env, cwd=app)
+
+
+def test_a_stage_survives_the_api_server_dropping_connections(behind_proxy: Any) -> None:
+    proxy, app, env, run_env = behind_proxy
+    assert envci("provision", "--env", env, "--no-wait-dependencies", cwd=app, env=run_env).returncode == 0
+    p = envci_proc("wait-ready", "--env", env, cwd=app, env=run_env)
+    time.sleep(1)
+    proxy.drop_for(10)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 0, err
+    assert proxy.dropped > 0  # connections really were refused while it waited
 
 
 def test_stuck_finalizer_is_diagnosed_and_force_removes_it(kubeconfig: str, tmp_path: Path) -> None:
@@ -324,27 +328,14 @@ def test_a_release_left_pending_by_an_interrupted_run_is_recovered(kubeconfig: s
         envci("teardown", "--env", env, cwd=app)
 
 
-def test_a_stage_survives_connections_that_go_silent(kubeconfig: str, tmp_path: Path) -> None:
+def test_a_stage_survives_connections_that_go_silent(behind_proxy: Any) -> None:
     """A dropped route resets nothing: requests in flight just never get an answer."""
-    cfg = yaml.safe_load(Path(kubeconfig).read_text())
-    server = urlparse(cfg["clusters"][0]["cluster"]["server"])
-    proxy = FlakyProxy(server.hostname or "127.0.0.1", server.port or 443)
-    cfg["clusters"][0]["cluster"]["server"] = f"{server.scheme}://127.0.0.1:{proxy.port}"
-    flaky = tmp_path / "flaky.kubeconfig"
-    flaky.write_text(yaml.safe_dump(cfg))
-    spec = shop_spec()
-    spec["values"]["worker_labels"] = {"envci.io/simulate": "slow-start"}
-    app = write_app(tmp_path / "app", spec)
-    env = f"silent-{tag()}"
-    run_env = {"KUBECONFIG": str(flaky), "ENVCI_API_TIMEOUT": "4"}
-    try:
-        assert envci("provision", "--env", env, "--no-wait-dependencies", cwd=app, env=run_env).returncode == 0
-        p = envci_proc("wait-ready", "--env", env, cwd=app, env=run_env)
-        time.sleep(1.5)
-        proxy.blackhole()
-        out, err = p.communicate(timeout=90)
-        assert p.returncode == 0, err
-        assert proxy.blackholed > 0
-    finally:
-        proxy.close()
-        envci("teardown", "--env", env, cwd=app)
+    proxy, app, env, run_env = behind_proxy
+    run_env = {**run_env, "ENVCI_API_TIMEOUT": "4"}
+    assert envci("provision", "--env", env, "--no-wait-dependencies", cwd=app, env=run_env).returncode == 0
+    p = envci_proc("wait-ready", "--env", env, cwd=app, env=run_env)
+    time.sleep(1.5)
+    proxy.blackhole()
+    _, err = p.communicate(timeout=90)
+    assert p.returncode == 0, err
+    assert proxy.blackholed > 0
