@@ -92,7 +92,12 @@ def _load(args: argparse.Namespace, *, secrets: bool = True, check_files: bool =
     from envci.config.loader import env_secret_resolver, load_config, placeholder_resolver
 
     ctx = detect_context(os.environ)
-    resolver = env_secret_resolver(os.environ) if secrets else placeholder_resolver
+    def from_cluster(name: str, ref: Any) -> str:
+        from envci.kube.secrets import read_secret_key
+
+        return read_secret_key(_kube(args), name, ref)
+
+    resolver = env_secret_resolver(os.environ, from_cluster) if secrets else placeholder_resolver
     return load_config(args.config, ctx, env_override=args.env, resolve_secret=resolver, check_files=check_files)
 
 

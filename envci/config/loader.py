@@ -58,7 +58,9 @@ def repository_root(start: Path) -> Path:
     return start.resolve()
 
 
-def env_secret_resolver(env: Mapping[str, str]) -> SecretResolver:
+def env_secret_resolver(env: Mapping[str, str], from_cluster: SecretResolver | None = None) -> SecretResolver:
+    """Environment variables on the runner; Kubernetes Secret references through `from_cluster`."""
+
     def resolve(name: str, ref: Any) -> str:
         if ref.from_env:
             if ref.from_env not in env:
@@ -68,6 +70,8 @@ def env_secret_resolver(env: Mapping[str, str]) -> SecretResolver:
                     hint=f"export {ref.from_env} on the CI runner (from your CI system's secret store)",
                 )
             return env[ref.from_env]
+        if from_cluster is not None:
+            return from_cluster(name, ref)
         raise ConfigError(
             f"secret {name!r} is a Kubernetes Secret reference, which needs the cluster",
             field=f"secrets.{name}",
