@@ -75,3 +75,9 @@ def ci(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Benchmarks on the local cluster: time to ready, teardown, reap of many environments."""
     session.run(sys.executable, "benchmarks/run.py", *session.posargs, external=True)
+
+
+@nox.session(python=False)
+def lint(session: nox.Session) -> None:
+    """ruff over the package, tests, benchmarks and the action helper."""
+    session.run(sys.executable, "-m", "ruff", "check", "envci", "tests", "benchmarks", "actions", "noxfile.py", external=True)

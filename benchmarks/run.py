@@ -58,12 +58,17 @@ def main() -> None:
     kube = connect()
     rep = Quiet()
     samples: dict[str, list[float]] = {k: [] for k in ("provision", "wait-ready", "re-provision (no change)", "teardown")}
-    for r in range(args.rounds):
+    for _ in range(args.rounds):
         cfg = load_config(APP, CiContext(system="local"), env_override=f"bench-{secrets.token_hex(3)}")
-        samples["provision"].append(timed(lambda: provision(cfg, kube, rep, wait_between_waves=lambda n: wait_ready(cfg, kube, rep, components=n))))
-        samples["wait-ready"].append(timed(lambda: wait_ready(cfg, kube, rep)))
-        samples["re-provision (no change)"].append(timed(lambda: provision(cfg, kube, rep)))
-        samples["teardown"].append(timed(lambda: teardown(kube, rep, namespace=cfg.identity.namespace)))
+        ns = cfg.identity.namespace
+
+        def waves(names: list[str], cfg=cfg) -> None:  # type: ignore[no-untyped-def]
+            wait_ready(cfg, kube, rep, components=names)
+
+        samples["provision"].append(timed(lambda cfg=cfg, waves=waves: provision(cfg, kube, rep, wait_between_waves=waves)))
+        samples["wait-ready"].append(timed(lambda cfg=cfg: wait_ready(cfg, kube, rep)))
+        samples["re-provision (no change)"].append(timed(lambda cfg=cfg: provision(cfg, kube, rep)))
+        samples["teardown"].append(timed(lambda ns=ns: teardown(kube, rep, namespace=ns)))
     tmp = ROOT / ".envci" / "bench"
     tmp.mkdir(parents=True, exist_ok=True)
     app = f"benchreap{secrets.token_hex(2)}"

@@ -69,7 +69,7 @@ def make_handler(forge: Forge) -> type[BaseHTTPRequestHandler]:
             gitlab = self.headers.get("PRIVATE-TOKEN") == TOKEN
             if not (github or gitlab):
                 return self._send(401, {"message": "Bad credentials"})
-            for pattern, kind in ((GH_LIST, "list"), (GL_LIST, "list"), (GH_ITEM, "item"), (GL_ITEM, "item")):
+            for pattern, kind in ((GH_LIST, "list"), (GL_LIST, "list"), (GH_ITEM, "item"), (GL_ITEM, "item")):  # noqa: B007 - used after the loop
                 m = pattern.match(url.path)
                 if m:
                     break
