@@ -92,6 +92,7 @@ def _load(args: argparse.Namespace, *, secrets: bool = True, check_files: bool =
     from envci.config.loader import env_secret_resolver, load_config, placeholder_resolver
 
     ctx = detect_context(os.environ)
+
     def from_cluster(name: str, ref: Any) -> str:
         from envci.kube.secrets import read_secret_key
 
