@@ -92,6 +92,7 @@ def teardown(
         return {"name": env_name, "namespace": ns_name, "deleted": False, "existed": True, "superseded_by": theirs}
     rep.progress(f"tearing down environment {env_name} (namespace {ns_name})")
     lease = None
+    state = None  # a namespace already Terminating has no record worth reading
     if not ns["metadata"].get("deletionTimestamp"):
         lease = Lease(kube, ns_name, "teardown", progress=rep.progress)
         lease.acquire()
@@ -103,7 +104,7 @@ def teardown(
             except EnvciError:
                 pass
         _uninstall_releases(kube, ns_name, rep, helm_factory)
-    _delete_external(ns, state=st.load(kube, ns_name) if not ns["metadata"].get("deletionTimestamp") else None, rep=rep)
+    _delete_external(ns, state=state, rep=rep)
     kube.delete("v1", "Namespace", ns_name)
     if lease:
         lease.release()

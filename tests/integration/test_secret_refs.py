@@ -36,10 +36,20 @@ def envci(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "envci.cli", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
 
 
-def test_kubernetes_secret_reference_is_used_and_never_printed(kubeconfig: str, namespace: str, tmp_path: Path) -> None:
+@pytest.fixture
+def api_secret(kubeconfig: str, namespace: str) -> str:
+    """A Secret `api` with key `token` in the test's namespace; returns that namespace."""
+    connect(kubeconfig).apply(
+        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "api", "namespace": namespace},
+         "data": {"token": base64.b64encode(VALUE.encode()).decode()}},
+        namespace,
+    )
+    return namespace
+
+
+def test_kubernetes_secret_reference_is_used_and_never_printed(kubeconfig: str, api_secret: str, tmp_path: Path) -> None:
     kube = connect(kubeconfig)
-    kube.apply({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "api", "namespace": namespace},
-                "data": {"token": base64.b64encode(VALUE.encode()).decode()}}, namespace)
+    namespace = api_secret
     app = tmp_path / "app"
     write_app(app, namespace, "token")
     env = f"sec-{namespace[-5:]}"
@@ -55,10 +65,8 @@ def test_kubernetes_secret_reference_is_used_and_never_printed(kubeconfig: str, 
         envci("teardown", "--env", env, cwd=app)
 
 
-def test_missing_key_names_the_field_and_the_keys(kubeconfig: str, namespace: str, tmp_path: Path) -> None:
-    kube = connect(kubeconfig)
-    kube.apply({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "api", "namespace": namespace},
-                "data": {"token": base64.b64encode(VALUE.encode()).decode()}}, namespace)
+def test_missing_key_names_the_field_and_the_keys(api_secret: str, tmp_path: Path) -> None:
+    namespace = api_secret
     app = tmp_path / "app"
     write_app(app, namespace, "password")
     p = envci("provision", "--env", f"sec-{namespace[-5:]}", cwd=app)
