@@ -13,9 +13,11 @@ K8S_VERSION="${ENVCI_K8S_VERSION:-v1.36.3}"
 ETCD_VERSION="${ENVCI_ETCD_VERSION:-v3.6.16}"
 KWOK_VERSION="${ENVCI_KWOK_VERSION:-v0.8.0}"
 HELM_VERSION="${ENVCI_HELM_VERSION:-v3.22.0}"
+CONTAINERD_VERSION="${ENVCI_CONTAINERD_VERSION:-v2.4.2}"
+COREDNS_VERSION="${ENVCI_COREDNS_VERSION:-v1.15.0}"
 
 CACHE_ROOT="${ENVCI_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/envci}/localcluster"
-KEY="k8s-${K8S_VERSION}_etcd-${ETCD_VERSION}_kwok-${KWOK_VERSION}_helm-${HELM_VERSION}"
+KEY="k8s-${K8S_VERSION}_etcd-${ETCD_VERSION}_kwok-${KWOK_VERSION}_helm-${HELM_VERSION}_containerd-${CONTAINERD_VERSION}_coredns-${COREDNS_VERSION}"
 OUT="$CACHE_ROOT/$KEY"
 BIN="$OUT/bin"
 
@@ -24,7 +26,8 @@ if [[ "${1:-}" == "--print-dir" ]]; then
   exit 0
 fi
 
-BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubectl etcd kwok kwokctl helm)
+BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy etcd kwok kwokctl helm
+          containerd containerd-shim-runc-v2 ctr coredns)
 missing=()
 for b in "${BINARIES[@]}"; do
   [[ -x "$BIN/$b" ]] || missing+=("$b")
@@ -64,7 +67,7 @@ build_k8s() {
   local args=()
   for m in $mods; do args+=("-replace=$m=$m@$staging"); done
   go mod edit "${args[@]}" -require="k8s.io/kubernetes@$K8S_VERSION"
-  local cmds=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
+  local cmds=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy)
   for c in "${cmds[@]}"; do go get "k8s.io/kubernetes/cmd/$c@$K8S_VERSION" >/dev/null 2>&1 || go get "k8s.io/kubernetes/cmd/$c@$K8S_VERSION"; done
   local date; date=$(date -u +%Y-%m-%dT%H:%M:%SZ)
   local ld="-s -w"
@@ -101,9 +104,24 @@ build_helm() {
   GOBIN="$BIN" go install -trimpath -ldflags "$ld" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
 }
 
-if need kube-apiserver kube-controller-manager kube-scheduler kubectl; then (build_k8s); fi
+build_containerd() {
+  log "containerd $CONTAINERD_VERSION: compiling containerd, its runc shim and ctr"
+  local ld="-s -w -X github.com/containerd/containerd/v2/version.Version=$CONTAINERD_VERSION"
+  local m="github.com/containerd/containerd/v2/cmd"
+  GOBIN="$BIN" go install -trimpath -ldflags "$ld" "$m/containerd@$CONTAINERD_VERSION" \
+    "$m/containerd-shim-runc-v2@$CONTAINERD_VERSION" "$m/ctr@$CONTAINERD_VERSION"
+}
+
+build_coredns() {
+  log "coredns $COREDNS_VERSION: compiling"
+  GOBIN="$BIN" go install -trimpath -ldflags "-s -w" "github.com/coredns/coredns@$COREDNS_VERSION"
+}
+
+if need kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy; then (build_k8s); fi
 if need etcd; then (build_etcd); fi
 if need kwok kwokctl; then (build_kwok); fi
 if need helm; then (build_helm); fi
+if need containerd containerd-shim-runc-v2 ctr; then (build_containerd); fi
+if need coredns; then (build_coredns); fi
 rm -rf "$OUT/src"
 log "done: $BIN"
