@@ -29,6 +29,8 @@ def _common(p: argparse.ArgumentParser, *, config: bool = True) -> None:
     if config:
         p.add_argument("-c", "--config", default=os.environ.get("ENVCI_CONFIG", "envci.yaml"), help="path to envci.yaml (default: %(default)s, or $ENVCI_CONFIG)")
         p.add_argument("--env", default=os.environ.get("ENVCI_ENV") or None, help="environment name, overriding the one derived from the CI context")
+        p.add_argument("--set", dest="set_values", action="append", default=None, metavar="NAME=VALUE",
+                       help="override `values.NAME` of envci.yaml (repeatable; default: $ENVCI_SET, space-separated)")
     p.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config, in-cluster)")
     p.add_argument("-o", "--output", choices=("text", "json"), default="text", help="result format on stdout (progress always goes to stderr)")
 
@@ -98,8 +100,11 @@ def _load(args: argparse.Namespace, *, secrets: bool = True, check_files: bool =
 
         return read_secret_key(_kube(args), name, ref)
 
+    from envci.config.overrides import from_environment, parse_assignments
+
     resolver = env_secret_resolver(os.environ, from_cluster) if secrets else placeholder_resolver
-    return load_config(args.config, ctx, env_override=args.env, resolve_secret=resolver, check_files=check_files)
+    overrides = parse_assignments(args.set_values if args.set_values is not None else from_environment(os.environ))
+    return load_config(args.config, ctx, env_override=args.env, resolve_secret=resolver, check_files=check_files, values_override=overrides)
 
 
 def _kube(args: argparse.Namespace) -> Any:

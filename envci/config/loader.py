@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from envci import redact
 from envci.config.model import Spec
+from envci.config.overrides import merge as merge_values
 from envci.config.render import LazySecrets, render_tree
 from envci.config.yamlpos import Path_, dotted, line_for, parse_with_lines, read_text
 from envci.errors import ConfigError, ConfigErrors
@@ -92,12 +93,15 @@ def load_config(
     env_override: str | None = None,
     resolve_secret: SecretResolver | None = None,
     check_files: bool = True,
+    values_override: Mapping[str, Any] | None = None,
 ) -> LoadedConfig:
     file = Path(path)
     fname = str(file)
     raw, lines = parse_with_lines(read_text(file), fname)
     if not isinstance(raw, dict):
         raise ConfigError("the top level must be a mapping (name:, components:, ...)", file=fname, line=1)
+    if values_override:
+        raw["values"] = merge_values(raw.get("values") if isinstance(raw.get("values"), dict) else {}, values_override)
 
     # Structure first, on the unrendered file: a typo'd key is reported as such, not as a template error.
     refs = _validate(raw, fname, lines).secrets
