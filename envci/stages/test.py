@@ -11,6 +11,7 @@ CI jobs (test shards) may test the same environment at once. History is written 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable
@@ -39,6 +40,7 @@ from envci.testing.base import (
     kind_of,
     slug,
 )
+from envci.testing.forwards import forwarded
 
 MAX_PARALLEL = 8
 """Suites run at once in a parallel group: enough for typical suites, few enough not to starve
@@ -134,9 +136,19 @@ def test(
     rep.progress(f"testing environment {ident.name} in {ns}: {len(chosen)} suite(s)")
     t0 = time.monotonic()
     written: dict[str, str] = {}
+    forwards = contextlib.ExitStack()
     try:
+        local: dict[str, str] = {}
+        if any(isinstance(s, CommandSuite) for s in chosen):
+            # Runner-side suites reach the environment through loopback ports (envci.testing.forwards);
+            # a loopback URL means nothing inside a pod, so only they get them.
+            local = forwards.enter_context(forwarded(kube, ns, cfg.spec.components, progress=rep.progress, warn=rep.warn))
         for group in groups(chosen):
-            contexts = [SuiteContext(cfg, kube, rep, env, out_dir, index=cfg.spec.test.index(s), releases=releases) for s in group]
+            contexts = [
+                SuiteContext(cfg, kube, rep, {**env, **local} if isinstance(s, CommandSuite) else env, out_dir,
+                             index=cfg.spec.test.index(s), releases=releases)
+                for s in group
+            ]
             if len(group) == 1:
                 run.suites.append(runner(group[0], contexts[0]))
                 continue
@@ -147,6 +159,7 @@ def test(
         command.stop_all()
         raise
     finally:
+        forwards.close()
         # Whatever happened, the suites that finished are reported.
         run.seconds = time.monotonic() - t0
         written = write_reports(run, out_dir, build_url=ident.ctx.build_url)
