@@ -58,11 +58,22 @@ class Rules:
     Registries hiccup and CI sometimes pushes an image a moment after deploying it; the kubelet's own
     retries (10s, 20s, 40s...) get two or three attempts in a minute. A mistyped tag never heals."""
 
-    crashloop_restarts: int = 2
-    """A crash-looping container fails once its restartCount reaches this.
+    crashloop_failures: int = 2
+    """A container fails its pod once it has ended badly this many times (see `failed_starts`).
 
-    One restart can be a race at start-up (a database not accepting connections yet); a second
-    crash of the same container is almost always a real bug or a bad configuration."""
+    Counted from restartCount and the last termination, never from the word CrashLoopBackOff:
+    a recent kubelet restarts a crashing container within seconds and reports it as terminated
+    ("Error" in kubectl) or running between restarts, and only says CrashLoopBackOff once its
+    back-off has grown past a minute. One crash can be a race at start-up (a database not
+    accepting connections yet); a second crash of the same container is almost always a real
+    bug or a bad configuration."""
+
+    crashloop_recovered_after: timedelta = timedelta(seconds=60)
+    """A container that crashed but has now been running and ready this long has recovered.
+
+    Between two crashes a restarted container runs, and without a readiness probe it is even
+    ready, for a moment; judging it by that moment would let a crash loop pass as ready. An
+    instance that stays up past the kubelet's early back-offs is not looping any more."""
 
     unschedulable_grace: timedelta = timedelta(seconds=30)
     """A pod no node can take fails after this long, measured from its PodScheduled transition.
@@ -199,19 +210,85 @@ def _with_message(text: str, message: object) -> str:
     return f"{text} ({message})" if message else text
 
 
-def _crash_detail(cs: Obj) -> tuple[str, str]:
-    """(reason, detail) of a crash-looping container; OOMKilled is the reason when memory killed it."""
+def _container_spec(pod: Obj, name: object, *, init: bool) -> Obj:
+    for c in _spec(pod).get("initContainers" if init else "containers") or []:
+        if isinstance(c, dict) and c.get("name") == name:
+            return c
+    return {}
+
+
+def _long_running(pod: Obj, cs: Obj, *, init: bool) -> bool:
+    """Whether this container is meant to run until the pod stops, so that any exit is a failure.
+
+    Regular containers of a pod with restartPolicy Always (Deployments, StatefulSets, DaemonSets)
+    and sidecars (init containers with their own restartPolicy Always) are; a Job's containers and
+    ordinary init containers are meant to exit, and only a non-zero code is a failure for them.
+    """
+    if init:
+        return _container_spec(pod, cs.get("name"), init=True).get("restartPolicy") == "Always"
+    return (_spec(pod).get("restartPolicy") or "Always") == "Always"
+
+
+def _last_termination(cs: Obj) -> Obj:
+    """The termination of the most recent instance that ended: the current one if it has, else the one before."""
+    return (cs.get("state") or {}).get("terminated") or (cs.get("lastState") or {}).get("terminated") or {}
+
+
+def failed_starts(cs: Obj, *, long_running: bool) -> int:
+    """How many instances of this container have ended badly, as far as its status tells.
+
+    restartCount counts the instances that were replaced. The instance the status describes counts
+    too once it has ended: `state.terminated` right after a crash, or `state.waiting` (any reason:
+    CrashLoopBackOff, none, ContainerCreating) with `lastState.terminated` while the kubelet waits
+    to restart it. A running instance has not failed (yet); its predecessors are counted by
+    restartCount when the one before it ended badly. An exit counts as bad when its code is not
+    zero, or for a long-running container at all (it was meant never to exit).
+    """
+    state = cs.get("state") or {}
     restarts = _int(cs.get("restartCount"))
-    last = (cs.get("lastState") or {}).get("terminated") or (cs.get("state") or {}).get("terminated") or {}
-    detail = f"restarted {_plural(restarts, 'time')}"
-    if "exitCode" in last:
-        detail += f", last exit code {last['exitCode']}"
-    term_reason = last.get("reason") or ""
-    if term_reason and term_reason not in {"Error", "Completed"}:
-        detail += f", {term_reason}"
-    # OOMKilled tells the reader what to change (the memory limit); CrashLoopBackOff alone does not.
-    reason = "OOMKilled" if term_reason == "OOMKilled" else "CrashLoopBackOff"
-    return reason, detail
+    last = (cs.get("lastState") or {}).get("terminated") or {}
+
+    def bad(term: Obj) -> bool:
+        return bool(term) and (long_running or _int(term.get("exitCode")) != 0)
+
+    if state.get("terminated"):
+        return restarts + 1 if bad(state["terminated"]) else 0
+    if "running" in state:
+        return restarts if bad(last) else 0
+    if bad(last) or (state.get("waiting") or {}).get("reason") == "CrashLoopBackOff":
+        return restarts + 1
+    return 0
+
+
+def _quantity(pod: Obj, cs: Obj, *, init: bool, key: str) -> str:
+    return str(((_container_spec(pod, cs.get("name"), init=init).get("resources") or {}).get("limits") or {}).get(key) or "")
+
+
+def _termination_words(pod: Obj, cs: Obj, term: Obj, *, init: bool) -> str:
+    """Exit code, the kubelet's reason when it says more than "Error", and its message, e.g.
+    "code 137, OOMKilled at memory limit 64Mi" or "code 128, StartError: exec: ...: not found"."""
+    words = f"code {term['exitCode']}" if "exitCode" in term else "no code"
+    reason = term.get("reason") or ""
+    if reason == "OOMKilled":
+        limit = _quantity(pod, cs, init=init, key="memory")
+        words += f", OOMKilled at memory limit {limit}" if limit else ", OOMKilled without a memory limit (the node ran out of memory)"
+    elif reason and reason not in {"Error", "Completed"}:
+        words += f", {reason}"
+    message = str(term.get("message") or "").strip()
+    if message:
+        # The kubelet's own message (StartError) or the container's termination message file.
+        words += f": {_cut(message)}"
+    return words
+
+
+def _cut(text: str, limit: int = 300) -> str:
+    """One line of at most `limit` characters: verdicts are read in a CI log, a line each."""
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def _image(pod: Obj, cs: Obj, *, init: bool) -> str:
+    return str(cs.get("image") or _container_spec(pod, cs.get("name"), init=init).get("image") or "")
 
 
 def _container_verdict(pod: Obj, cs: Obj, *, init: bool, now: datetime, rules: Rules) -> Verdict | None:
@@ -220,18 +297,18 @@ def _container_verdict(pod: Obj, cs: Obj, *, init: bool, now: datetime, rules: R
     what = f"pod {pname} {'init container' if init else 'container'} {cs.get('name', '?')}"
     state = cs.get("state") or {}
     waiting = state.get("waiting") or {}
-    terminated = state.get("terminated") or {}
     reason = waiting.get("reason") or ""
-    restarts = _int(cs.get("restartCount"))
-    # Between back-offs a crash-looping container shows as terminated, not waiting: same loop.
-    crashed_again = bool(terminated) and _int(terminated.get("exitCode")) != 0 and restarts > 0
-    if reason == "CrashLoopBackOff" or crashed_again:
-        why, detail = _crash_detail(cs)
-        state_: State = "failed" if restarts >= rules.crashloop_restarts else "progressing"
-        doing = "is in CrashLoopBackOff" if reason else "keeps crashing"
-        return Verdict(state_, why, f"{what} {doing} ({detail})", (pname,))
+    crashes = failed_starts(cs, long_running=_long_running(pod, cs, init=init))
+    running_since = parse_time((state.get("running") or {}).get("startedAt"))
+    recovered = bool(cs.get("ready")) and _past(running_since, now, rules.crashloop_recovered_after)
+    if crashes and not recovered:
+        term = _last_termination(cs)
+        why = "OOMKilled" if term.get("reason") == "OOMKilled" else "CrashLoopBackOff"
+        state_: State = "failed" if crashes >= rules.crashloop_failures else "progressing"
+        detail = f"{_plural(crashes, 'failed start')}, last exit {_termination_words(pod, cs, term, init=init)}"
+        return Verdict(state_, why, f"{what} is in a crash loop ({detail})", (pname,))
     if reason in IMAGE_PULL_WAITING:
-        msg = _with_message(f"{what} cannot pull image {cs.get('image', '')}: {reason}", waiting.get("message"))
+        msg = _with_message(f"{what} cannot pull image {_image(pod, cs, init=init)}: {reason}", waiting.get("message"))
         state_ = "failed" if _past(_pod_started(pod), now, rules.image_pull_grace) else "progressing"
         return Verdict(state_, reason, msg, (pname,))
     if reason in CREATE_WAITING:
@@ -271,13 +348,14 @@ def _failed_pod(pod: Obj) -> Verdict:
     why = st.get("message") or ""
     reason = st.get("reason") or ""
     if not why:
-        for cs in (st.get("initContainerStatuses") or []) + (st.get("containerStatuses") or []):
+        statuses = [(True, cs) for cs in st.get("initContainerStatuses") or []]
+        statuses += [(False, cs) for cs in st.get("containerStatuses") or []]
+        for init, cs in statuses:
             term = (cs.get("state") or {}).get("terminated") or {}
             if term and _int(term.get("exitCode")) != 0:
                 reason = reason or term.get("reason") or "Error"
-                why = f"container {cs.get('name', '?')} exited with code {term.get('exitCode')}"
-                if term.get("reason") and term.get("reason") != "Error":
-                    why += f" ({term['reason']})"
+                kind = "init container" if init else "container"
+                why = f"{kind} {cs.get('name', '?')} exited with {_termination_words(pod, cs, term, init=init)}"
                 break
     reason = reason or "Failed"
     return Verdict("failed", reason, f"pod {name} failed: {why or reason}", (name,))
@@ -310,22 +388,23 @@ def _not_ready(pod: Obj) -> Verdict:
 
 
 def _pending(pod: Obj) -> Verdict:
-    """Not running yet: name what it is busy with (init containers, ContainerCreating...)."""
+    """Not running yet: name what it is busy with (init containers, ContainerCreating...), and the pod, whose
+    events say more (a volume that cannot be mounted, a sandbox that cannot be created)."""
     name, st = _name(pod), _status(pod)
     inits = st.get("initContainerStatuses") or []
     done = sum(1 for c in inits if ((c.get("state") or {}).get("terminated") or {}).get("exitCode") == 0)
     if inits and done < len(inits):
-        return Verdict("progressing", "PodInitializing", f"pod {name} is initializing ({done}/{len(inits)} init containers done)")
+        return Verdict("progressing", "PodInitializing", f"pod {name} is initializing ({done}/{len(inits)} init containers done)", (name,))
     for c in st.get("containerStatuses") or []:
         reason = ((c.get("state") or {}).get("waiting") or {}).get("reason")
         if reason:
-            return Verdict("progressing", reason, f"pod {name} is pending: container {c.get('name', '?')} is {reason}")
+            return Verdict("progressing", reason, f"pod {name} is pending: container {c.get('name', '?')} is {reason}", (name,))
     sched = _cond(pod, "PodScheduled")
     if sched and sched.get("status") == "False" and sched.get("reason"):
         # SchedulingGated and the like: waiting on something outside the pod.
-        return Verdict("progressing", sched["reason"], _with_message(f"pod {name} is not scheduled yet", sched.get("message")))
+        return Verdict("progressing", sched["reason"], _with_message(f"pod {name} is not scheduled yet", sched.get("message")), (name,))
     phase = st.get("phase") or "Pending"
-    return Verdict("progressing", "Pending", f"pod {name} is {phase.lower()}")
+    return Verdict("progressing", "Pending", f"pod {name} is {phase.lower()}", (name,))
 
 
 def assess_pod(pod: Obj, *, now: datetime, rules: Rules = Rules()) -> Verdict:
@@ -646,8 +725,11 @@ def _pvc(obj: Obj, pods: list[Obj], now: datetime, rules: Rules) -> Verdict:
         return Verdict("ready", "Bound", f"{label} is bound")
     if phase == "Lost":
         return Verdict("failed", "Lost", f"{label} lost its volume {_spec(obj).get('volumeName', '')}".rstrip())
-    # WaitForFirstConsumer classes bind only once a pod using the claim is scheduled.
-    return Verdict("progressing", phase, f"{label} is {phase.lower()} (waiting for a volume, or for a pod that uses it)")
+    # Why it waits (no such class, no provisioner, a class that binds on first use) is only told
+    # by the claim's events: see `explain`.
+    cls = _spec(obj).get("storageClassName")
+    of = f"storage class {cls}" if cls else "no storage class"
+    return Verdict("progressing", phase, f"{label} is {phase.lower()} ({of}; waiting for a volume, or for a pod that uses it)")
 
 
 def _ingress(obj: Obj, pods: list[Obj], now: datetime, rules: Rules) -> Verdict:
@@ -689,3 +771,118 @@ def assess(obj: Obj, pods: list[Obj], *, now: datetime, rules: Rules = Rules()) 
     # Pods on their way out say nothing about the workload that replaces them.
     live = [p for p in pods if not _deleting(p)]
     return rule(obj, live, now, rules)
+
+
+# --- what the kubelet and controllers said ------------------------------------------------------
+
+
+def event_time(event: Obj) -> datetime | None:
+    """When an event last happened: a repeated event moves lastTimestamp (core/v1) or series (events/v1)."""
+    series = event.get("series") or {}
+    times = [
+        parse_time(t)
+        for t in (series.get("lastObservedTime"), event.get("lastTimestamp"), event.get("eventTime"), event.get("firstTimestamp"))
+    ]
+    known = [t for t in times if t is not None]
+    return max(known) if known else parse_time(_meta(event).get("creationTimestamp"))
+
+
+def _events_of(events: Iterable[Obj], kind: str, names: Iterable[str]) -> list[Obj]:
+    wanted = set(names)
+    found = [e for e in events if (e.get("involvedObject") or {}).get("kind") == kind and (e.get("involvedObject") or {}).get("name") in wanted]
+    return sorted(found, key=lambda e: event_time(e) or datetime.min.replace(tzinfo=timezone.utc))
+
+
+# Reasons the PersistentVolume controller gives a waiting claim, in plain words.
+_CLAIM_WAITS = {
+    "ProvisioningFailed": "cannot be provisioned",
+    "ExternalProvisioning": "is waiting for a provisioner that has not answered",
+    "WaitForFirstConsumer": "binds only once a pod that uses it is scheduled",
+    "WaitForPodScheduled": "waits for its pod to be scheduled",
+    "FailedBinding": "has no volume to bind to",
+}
+# Pod waits whose generic status the events explain (a volume that cannot mount, a sandbox that fails).
+_EXPLAINED_BY_EVENTS = frozenset({"ContainerCreating", "PodInitializing", "Pending", "Progressing", "Timeout"})
+
+
+def explain(v: Verdict, obj: Obj, events: list[Obj]) -> Verdict:
+    """The verdict with what the kubelet or a controller said, when the object's status does not say it.
+
+    A failing readiness probe leaves only `ready: false` in the pod; the probe's own failure is in
+    the kubelet's Unhealthy events. A claim's status says Pending, never why; the PersistentVolume
+    controller says it in events (no such StorageClass, a provisioner that never answers). Takes
+    the latest matching event, one line, cut short; events are otherwise shown as they are.
+    """
+    if v.state == "ready":
+        return v
+    if obj.get("kind") == "PersistentVolumeClaim":
+        said = [e for e in _events_of(events, "PersistentVolumeClaim", [_name(obj)]) if e.get("message")]
+        if not said:
+            return v
+        # A Warning (ProvisioningFailed) says more than the Normal "still waiting" that may follow it.
+        last = ([e for e in said if e.get("type") == "Warning"] or said)[-1]
+        reason = str(last.get("reason") or v.reason)
+        words = _CLAIM_WAITS.get(reason, f"is {str(_status(obj).get('phase') or 'pending').lower()}")
+        msg = f"PersistentVolumeClaim {_name(obj)} {words}: {reason}: {_cut(str(last['message']))}"
+        return Verdict(v.state, reason, _keep_prefix(v.message, msg), v.pods)
+    pod_events = _events_of(events, "Pod", v.pods)
+    if v.reason == "NotReady":
+        probes = [e for e in pod_events if e.get("reason") == "Unhealthy" and e.get("message")]
+        if probes:
+            quote = _cut(str(probes[-1]["message"]))
+            return Verdict(v.state, v.reason, f"{v.message.replace(' (readiness probe failing?)', '')}: {quote}", v.pods)
+    elif v.reason in _EXPLAINED_BY_EVENTS:
+        warnings = [e for e in pod_events if e.get("type") == "Warning" and e.get("message")]
+        if warnings:
+            last = warnings[-1]
+            return Verdict(v.state, v.reason, f"{v.message}; {last.get('reason')}: {_cut(str(last['message']))}", v.pods)
+    return v
+
+
+def _keep_prefix(old: str, new: str) -> str:
+    """Keep a "not ready within 5m: " the caller put before the claim's own message."""
+    head, sep, _ = old.partition("PersistentVolumeClaim ")
+    return f"{head}{new}" if sep else new
+
+
+# --- which logs explain a pod -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LogSource:
+    """One container's log worth showing."""
+
+    pod: str
+    container: str
+    previous: bool
+    """Read the instance before the current one (`kubectl logs --previous`).
+
+    A restarted container's current instance is new (running, or waiting to start); the error
+    was printed by the one that crashed, which the kubelet keeps as the previous instance."""
+    init: bool = False
+
+
+def log_sources(pod: Obj, limit: int = 2) -> list[LogSource]:
+    """The containers of a pod whose last lines explain its state, most telling first.
+
+    Containers that ended badly (or restarted) come first, then containers running but not ready
+    (a readiness probe failing). Containers that never ran (image pulls, PodInitializing) have no
+    logs, and healthy ones explain nothing.
+    """
+    st = _status(pod)
+    crashed: list[LogSource] = []
+    unready: list[LogSource] = []
+    for init, key in ((True, "initContainerStatuses"), (False, "containerStatuses")):
+        for cs in st.get(key) or []:
+            name = str(cs.get("name") or "")
+            state = cs.get("state") or {}
+            last = (cs.get("lastState") or {}).get("terminated")
+            restarts = _int(cs.get("restartCount"))
+            ended = (state.get("terminated") or {})
+            if restarts > 0 and last:
+                crashed.append(LogSource(_name(pod), name, previous=True, init=init))
+            elif ended and _int(ended.get("exitCode")) != 0:
+                crashed.append(LogSource(_name(pod), name, previous=False, init=init))
+            elif "running" in state and not cs.get("ready") and not init:
+                unready.append(LogSource(_name(pod), name, previous=False, init=init))
+    return (crashed + unready)[:limit]

@@ -14,7 +14,19 @@ from typing import Any
 
 import pytest
 
-from envci.kube.readiness import Rules, Verdict, assess, assess_pod, parse_time, pods_of, worst
+from envci.kube.readiness import (
+    LogSource,
+    Rules,
+    Verdict,
+    assess,
+    assess_pod,
+    explain,
+    failed_starts,
+    log_sources,
+    parse_time,
+    pods_of,
+    worst,
+)
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "readiness"
 # Fixture pods are created at 10:00:00 and started at 10:00:01.
@@ -98,7 +110,7 @@ def test_crash_loop_names_pod_container_restarts_and_exit_code() -> None:
     assert v == Verdict(
         "failed",
         "CrashLoopBackOff",
-        "pod web-7c5ddbdf54-k8m2p container app is in CrashLoopBackOff (restarted 4 times, last exit code 1)",
+        "pod web-7c5ddbdf54-k8m2p container app is in a crash loop (5 failed starts, last exit code 1)",
         ("web-7c5ddbdf54-k8m2p",),
     )
 
@@ -106,14 +118,14 @@ def test_crash_loop_names_pod_container_restarts_and_exit_code() -> None:
 @pytest.mark.parametrize(
     ("restarts", "threshold", "state"),
     [
-        (1, 2, "progressing"),  # one restart may be a start-up race
-        (2, 2, "failed"),  # the threshold itself fails
-        (4, 5, "progressing"),
-        (5, 5, "failed"),
+        (0, 2, "progressing"),  # waiting after the first crash: one failure may be a start-up race
+        (1, 2, "failed"),  # waiting after the second crash: the threshold itself fails
+        (3, 5, "progressing"),
+        (4, 5, "failed"),
     ],
 )
-def test_crash_loop_restart_threshold(restarts: int, threshold: int, state: str) -> None:
-    v = assess_pod(crashloop(restarts), now=at(200), rules=Rules(crashloop_restarts=threshold))
+def test_crash_loop_failure_threshold(restarts: int, threshold: int, state: str) -> None:
+    v = assess_pod(crashloop(restarts), now=at(200), rules=Rules(crashloop_failures=threshold))
     assert (v.state, v.reason) == (state, "CrashLoopBackOff")
 
 
@@ -124,14 +136,14 @@ def test_crash_loop_between_back_offs_is_still_a_crash_loop() -> None:
     cs["state"] = {"terminated": {"exitCode": 1, "reason": "Error", "startedAt": "2026-01-01T10:03:50Z", "finishedAt": "2026-01-01T10:03:51Z"}}
     v = assess_pod(pod, now=at(240))
     assert v.state == "failed" and v.reason == "CrashLoopBackOff"
-    assert "container app keeps crashing (restarted 4 times, last exit code 1)" in v.message
+    assert "container app is in a crash loop (5 failed starts, last exit code 1)" in v.message
 
 
 def test_oom_killed_crash_loop_says_oom_killed() -> None:
     v = assess_pod(load("pod-oomkilled"), now=at(120))
     assert v.state == "failed" and v.reason == "OOMKilled"
     assert v.message == (
-        "pod web-7c5ddbdf54-q7w4z container app is in CrashLoopBackOff (restarted 3 times, last exit code 137, OOMKilled)"
+        "pod web-7c5ddbdf54-q7w4z container app is in a crash loop (4 failed starts, last exit code 137, OOMKilled at memory limit 128Mi)"
     )
 
 
@@ -249,7 +261,7 @@ def test_init_container_crash_loop() -> None:
     assert v == Verdict(
         "failed",
         "CrashLoopBackOff",
-        "pod web-7c5ddbdf54-h3j5k init container migrate is in CrashLoopBackOff (restarted 2 times, last exit code 2)",
+        "pod web-7c5ddbdf54-h3j5k init container migrate is in a crash loop (3 failed starts, last exit code 2)",
         ("web-7c5ddbdf54-h3j5k",),
     )
 
@@ -259,7 +271,7 @@ def test_init_container_failing_between_back_offs() -> None:
     init = pod["status"]["initContainerStatuses"][0]
     init["state"] = {"terminated": {"exitCode": 2, "reason": "Error", "startedAt": "2026-01-01T10:01:00Z", "finishedAt": "2026-01-01T10:01:01Z"}}
     v = assess_pod(pod, now=at(62))
-    assert v.state == "failed" and "init container migrate keeps crashing" in v.message
+    assert v.state == "failed" and "init container migrate is in a crash loop (3 failed starts, last exit code 2)" in v.message
 
 
 def test_init_container_still_running() -> None:
@@ -267,7 +279,7 @@ def test_init_container_still_running() -> None:
     init = pod["status"]["initContainerStatuses"][0]
     init.update(restartCount=0, lastState={}, state={"running": {"startedAt": "2026-01-01T10:00:02Z"}})
     v = assess_pod(pod, now=at(10))
-    assert v == Verdict("progressing", "PodInitializing", "pod web-7c5ddbdf54-h3j5k is initializing (0/1 init containers done)")
+    assert v == Verdict("progressing", "PodInitializing", "pod web-7c5ddbdf54-h3j5k is initializing (0/1 init containers done)", ("web-7c5ddbdf54-h3j5k",))
 
 
 def test_running_never_ready_waits_with_a_hint() -> None:
@@ -300,7 +312,9 @@ def test_unmet_readiness_gate_is_named() -> None:
 
 def test_container_creating_pod_is_pending_with_its_reason() -> None:
     v = assess_pod(pod_with(waiting("ContainerCreating")), now=at(5))
-    assert v == Verdict("progressing", "ContainerCreating", "pod web-7c5ddbdf54-m1n2b is pending: container app is ContainerCreating")
+    assert v == Verdict(
+        "progressing", "ContainerCreating", "pod web-7c5ddbdf54-m1n2b is pending: container app is ContainerCreating", ("web-7c5ddbdf54-m1n2b",)
+    )
 
 
 def test_evicted_pod_failed() -> None:
@@ -355,8 +369,8 @@ def test_deployment_with_a_crash_looping_pod_fails_naming_it() -> None:
     assert v == Verdict(
         "failed",
         "CrashLoopBackOff",
-        "Deployment web: 1/3 replicas available; pod web-7c5ddbdf54-k8m2p container app is in CrashLoopBackOff "
-        "(restarted 4 times, last exit code 1)",
+        "Deployment web: 1/3 replicas available; pod web-7c5ddbdf54-k8m2p container app is in a crash loop "
+        "(5 failed starts, last exit code 1)",
         ("web-7c5ddbdf54-k8m2p",),
     )
 
@@ -441,7 +455,7 @@ def test_deployment_progress_deadline_exceeded() -> None:
     )
     v = assess(dep, [load("pod-crashloop")], now=at(700))
     assert v.reason == "ProgressDeadlineExceeded" and v.pods == ("web-7c5ddbdf54-k8m2p",)
-    assert v.message.endswith("; pod web-7c5ddbdf54-k8m2p container app is in CrashLoopBackOff (restarted 4 times, last exit code 1)")
+    assert v.message.endswith("; pod web-7c5ddbdf54-k8m2p container app is in a crash loop (5 failed starts, last exit code 1)")
 
 
 @pytest.mark.parametrize(
@@ -546,7 +560,7 @@ def test_statefulset(sts: dict[str, Any], state: str, message: str) -> None:
 def test_statefulset_with_a_crash_looping_pod_fails() -> None:
     v = assess(statefulset(readyReplicas=1), [db_pod("shop-db-0"), db_pod("shop-db-1", "pod-crashloop")], now=at(200))
     assert (v.state, v.reason, v.pods) == ("failed", "CrashLoopBackOff", ("shop-db-1",))
-    assert v.message.startswith("StatefulSet shop-db: 1/2 replicas ready; pod shop-db-1 container app is in CrashLoopBackOff")
+    assert v.message.startswith("StatefulSet shop-db: 1/2 replicas ready; pod shop-db-1 container app is in a crash loop")
 
 
 # --- DaemonSet ----------------------------------------------------------------------------------
@@ -854,3 +868,304 @@ def test_worst(verdicts: list[Verdict], expected: Verdict) -> None:
 )
 def test_parse_time(text: object, expected: datetime | None) -> None:
     assert parse_time(text) == expected
+
+
+# --- what a real kubelet reports between restarts -----------------------------------------------
+# A recent kubelet restarts a crashing container within seconds and says CrashLoopBackOff only once
+# its back-off passes a minute; before that the status shows the crash itself ("Error" in kubectl)
+# or the next instance running. The crash loop is judged on restartCount and the last termination.
+
+
+def crash_status(state: dict[str, Any], restarts: int, last_exit: int | None = 1) -> dict[str, Any]:
+    pod = load("pod-crash-error")
+    cs = pod["status"]["containerStatuses"][0]
+    cs.update(state=state, restartCount=restarts, ready="running" in state, started="running" in state)
+    if last_exit is None:
+        cs["lastState"] = {}
+    else:
+        cs["lastState"]["terminated"]["exitCode"] = last_exit
+    return pod
+
+
+def test_second_failed_start_fails_before_the_kubelet_says_crash_loop_back_off() -> None:
+    v = assess_pod(load("pod-crash-error"), now=at(4))
+    assert v == Verdict(
+        "failed",
+        "CrashLoopBackOff",
+        "pod web-7c5ddbdf54-c4r7s container app is in a crash loop (2 failed starts, last exit code 1)",
+        ("web-7c5ddbdf54-c4r7s",),
+    )
+
+
+def test_first_failed_start_is_given_another_chance() -> None:
+    pod = load("pod-crash-error")
+    cs = pod["status"]["containerStatuses"][0]
+    cs.update(restartCount=0, lastState={})
+    v = assess_pod(pod, now=at(4))
+    assert (v.state, v.reason) == ("progressing", "CrashLoopBackOff")
+    assert v.message.endswith("is in a crash loop (1 failed start, last exit code 1)")
+
+
+@pytest.mark.parametrize(
+    "state",
+    [
+        {"waiting": {}},  # no reason at all
+        {"waiting": {"reason": "Error"}},
+        {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 2s restarting failed container=app pod=web-7c5ddbdf54-c4r7s_envci-shop-pr-42(0d5e4c1a)"}},
+        {"terminated": {"exitCode": 1, "reason": "Error", "startedAt": "2026-01-01T10:00:03Z", "finishedAt": "2026-01-01T10:00:03Z"}},
+    ],
+    ids=["waiting-no-reason", "waiting-Error", "waiting-CrashLoopBackOff", "terminated-Error"],
+)
+def test_crash_loop_whatever_the_current_state_says(state: dict[str, Any]) -> None:
+    v = assess_pod(crash_status(state, restarts=1), now=at(4))
+    assert (v.state, v.reason) == ("failed", "CrashLoopBackOff")
+    assert "(2 failed starts, last exit code 1)" in v.message
+
+
+def test_restarted_container_running_again_is_still_a_crash_loop() -> None:
+    # Ready at once (no readiness probe), 2s into its third start: two crashes lie behind it.
+    v = assess_pod(load("pod-crash-running"), now=at(8))
+    assert (v.state, v.reason, v.pods) == ("failed", "CrashLoopBackOff", ("web-7c5ddbdf54-c4r7s",))
+    assert v.message.endswith("container app is in a crash loop (2 failed starts, last exit code 1)")
+
+
+def test_restarted_container_that_stays_up_has_recovered() -> None:
+    pod = load("pod-crash-running")  # running since 10:00:06
+    assert assess_pod(pod, now=at(65)).state == "failed"
+    assert assess_pod(pod, now=at(66)).state == "ready"
+    assert assess_pod(pod, now=at(20), rules=Rules(crashloop_recovered_after=timedelta(seconds=10))).state == "ready"
+
+
+@pytest.mark.parametrize(
+    ("state", "restarts", "last_exit", "long_running", "expected"),
+    [
+        ({"running": {}}, 0, None, True, 0),
+        ({"running": {}}, 2, 1, True, 2),
+        ({"running": {}}, 2, 0, False, 0),  # a Job container restarted after exiting 0: not a failure
+        ({"running": {}}, 2, 0, True, 2),  # a server that keeps exiting 0 ("Completed") is looping too
+        ({"terminated": {"exitCode": 1}}, 0, None, False, 1),
+        ({"terminated": {"exitCode": 0, "reason": "Completed"}}, 0, None, False, 0),
+        ({"terminated": {"exitCode": 0, "reason": "Completed"}}, 1, 0, True, 2),
+        ({"terminated": {"exitCode": 1}}, 3, 1, True, 4),
+        ({"waiting": {"reason": "CrashLoopBackOff"}}, 3, 1, True, 4),
+        ({"waiting": {"reason": "CrashLoopBackOff"}}, 3, None, True, 4),
+        ({"waiting": {"reason": "ContainerCreating"}}, 0, None, True, 0),
+        ({"waiting": {"reason": "ImagePullBackOff"}}, 0, None, True, 0),
+    ],
+)
+def test_failed_starts(state: dict[str, Any], restarts: int, last_exit: int | None, long_running: bool, expected: int) -> None:
+    cs = crash_status(state, restarts, last_exit)["status"]["containerStatuses"][0]
+    assert failed_starts(cs, long_running=long_running) == expected
+
+
+def test_job_container_restarted_on_failure_then_succeeding_is_not_a_crash_loop() -> None:
+    pod = crash_status({"terminated": {"exitCode": 0, "reason": "Completed"}}, restarts=2)
+    pod["spec"]["restartPolicy"] = "OnFailure"
+    assert assess_pod(pod, now=at(10)).state != "failed"
+
+
+def test_image_never_pulled_fails_at_once_naming_the_image() -> None:
+    v = assess_pod(load("pod-never-pull"), now=at(2))
+    assert v == Verdict(
+        "failed",
+        "ErrImageNeverPull",
+        'pod web-7c5ddbdf54-n3v8p container app: ErrImageNeverPull (Container image "envci.local/missing:1" is not present with pull policy of Never)',
+        ("web-7c5ddbdf54-n3v8p",),
+    )
+
+
+@pytest.mark.parametrize(("seconds", "state"), [(3, "progressing"), (61, "failed")])
+def test_image_pull_refused_names_the_image_and_the_kubelets_message(seconds: int, state: str) -> None:
+    v = assess_pod(load("pod-image-pull-refused"), now=at(seconds))
+    assert (v.state, v.reason) == (state, "ImagePullBackOff")
+    assert v.message.startswith("pod web-7c5ddbdf54-p8l2d container app cannot pull image docker.io/library/nginx:1.27: ImagePullBackOff (")
+    assert "dial tcp 198.18.0.1:443: connect: connection refused" in v.message
+
+
+def test_image_named_from_the_spec_when_the_status_has_none() -> None:
+    pod = load("pod-image-pull-refused")
+    del pod["status"]["containerStatuses"][0]["image"]
+    assert "cannot pull image docker.io/library/nginx:1.27:" in assess_pod(pod, now=at(3)).message
+
+
+def test_oom_killed_without_a_memory_limit_says_the_node_ran_out() -> None:
+    pod = load("pod-oomkilled")
+    pod["spec"]["containers"][0]["resources"] = {}
+    assert assess_pod(pod, now=at(120)).message.endswith("OOMKilled without a memory limit (the node ran out of memory))")
+
+
+def test_oom_killed_pod_that_is_not_restarted_names_the_limit() -> None:
+    pod = load("pod-job-failed")
+    pod["spec"]["containers"][0]["resources"] = {"limits": {"memory": "16Mi"}}
+    pod["status"]["containerStatuses"][0]["state"]["terminated"].update(exitCode=137, reason="OOMKilled")
+    v = assess_pod(pod, now=at(10))
+    assert (v.state, v.reason) == ("failed", "OOMKilled")
+    assert v.message == "pod shop-migrate-7xk2d failed: container app exited with code 137, OOMKilled at memory limit 16Mi"
+
+
+def test_start_error_quotes_the_kubelets_message() -> None:
+    message = 'failed to create containerd task: exec: "/app/serve": stat /app/serve: no such file or directory'
+    pod = crash_status({"terminated": {"exitCode": 128, "reason": "StartError", "message": message}}, restarts=1)
+    assert assess_pod(pod, now=at(4)).message.endswith(f"(2 failed starts, last exit code 128, StartError: {message})")
+
+
+def test_init_container_error_in_a_restarting_pod() -> None:
+    v = assess_pod(load("pod-init-error"), now=at(4))
+    assert v == Verdict(
+        "failed",
+        "CrashLoopBackOff",
+        "pod web-7c5ddbdf54-i2n6t init container migrate is in a crash loop (2 failed starts, last exit code 3)",
+        ("web-7c5ddbdf54-i2n6t",),
+    )
+
+
+def test_init_container_failure_fails_a_pod_that_is_not_restarted() -> None:
+    v = assess_pod(load("pod-init-failed"), now=at(4))
+    assert v == Verdict("failed", "Error", "pod seed-users failed: init container migrate exited with code 3", ("seed-users",))
+
+
+def test_sidecar_that_exits_is_a_failure_even_with_code_zero() -> None:
+    pod = load("pod-init-error")
+    pod["spec"]["initContainers"][0]["restartPolicy"] = "Always"
+    for term in (pod["status"]["initContainerStatuses"][0]["state"]["terminated"], pod["status"]["initContainerStatuses"][0]["lastState"]["terminated"]):
+        term.update(exitCode=0, reason="Completed")
+    assert assess_pod(pod, now=at(4)).state == "failed"
+    del pod["spec"]["initContainers"][0]["restartPolicy"]
+    assert assess_pod(pod, now=at(4)).state != "failed"
+
+
+def test_unschedulable_on_a_single_node_quotes_the_scheduler() -> None:
+    pod = load("pod-unschedulable")
+    words = "0/1 nodes are available: 1 Insufficient memory. preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod."
+    pod["status"]["conditions"][0]["message"] = words
+    v = assess_pod(pod, now=at(31))
+    assert v == Verdict("failed", "Unschedulable", f"pod web-7c5ddbdf54-z9v6c cannot be scheduled: {words}", ("web-7c5ddbdf54-z9v6c",))
+
+
+# --- explain: what events add -------------------------------------------------------------------
+
+
+def events(name: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = load(name)["items"]
+    return items
+
+
+def test_failing_readiness_probe_is_quoted_from_the_latest_unhealthy_event() -> None:
+    pod = load("pod-readiness-failing")
+    v = assess_pod(pod, now=at(600))
+    assert v.message == "pod web-7c5ddbdf54-r9q4w: container app is running but not ready (readiness probe failing?)"
+    explained = explain(v, pod, events("events-readiness-failing"))
+    assert explained == Verdict(
+        "progressing",
+        "NotReady",
+        "pod web-7c5ddbdf54-r9q4w: container app is running but not ready: Readiness probe failed: HTTP probe failed with statuscode: 503",
+        ("web-7c5ddbdf54-r9q4w",),
+    )
+
+
+def test_readiness_probe_quoted_through_the_deployment_at_the_deadline() -> None:
+    dep = deployment()
+    pod = renamed(load("pod-readiness-failing"), "web-7c5ddbdf54-r9q4w")
+    v = assess(dep, [pod], now=at(600))
+    v = Verdict("failed", v.reason, f"not ready within 5m: {v.message}", v.pods)
+    out = explain(v, dep, events("events-readiness-failing"))
+    assert out.message == (
+        "not ready within 5m: Deployment web: 1/3 replicas available; pod web-7c5ddbdf54-r9q4w: container app is running but not ready: "
+        "Readiness probe failed: HTTP probe failed with statuscode: 503"
+    )
+
+
+def test_events_of_other_pods_are_not_quoted() -> None:
+    pod = renamed(load("pod-readiness-failing"), "web-7c5ddbdf54-other")
+    v = assess_pod(pod, now=at(600))
+    assert explain(v, pod, events("events-readiness-failing")) == v
+
+
+def test_repeated_event_is_ordered_by_its_series() -> None:
+    evs = events("events-readiness-failing")
+    connection_refused = evs[1]
+    connection_refused.update(lastTimestamp=None, eventTime="2026-01-01T10:00:03.000000Z", series={"count": 40, "lastObservedTime": "2026-01-01T10:09:00.000000Z"})
+    pod = load("pod-readiness-failing")
+    assert explain(assess_pod(pod, now=at(600)), pod, evs).message.endswith("connect: connection refused")
+
+
+def test_container_creating_is_explained_by_the_latest_warning() -> None:
+    pod = pod_with(waiting("ContainerCreating"))
+    mount = {
+        "involvedObject": {"kind": "Pod", "name": "web-7c5ddbdf54-m1n2b", "namespace": NS},
+        "reason": "FailedMount",
+        "type": "Warning",
+        "message": 'MountVolume.SetUp failed for volume "certs" : secret "shop-tls" not found',
+        "lastTimestamp": "2026-01-01T10:00:20Z",
+    }
+    v = explain(assess_pod(pod, now=at(30)), pod, [mount])
+    assert v.message.endswith('; FailedMount: MountVolume.SetUp failed for volume "certs" : secret "shop-tls" not found')
+
+
+def claim_event(reason: str, message: str, kind: str = "Warning", when: str = "2026-01-01T10:00:31Z") -> dict[str, Any]:
+    ev = events("events-pvc-no-storageclass")[0]
+    ev.update(reason=reason, message=message, type=kind, lastTimestamp=when)
+    return ev
+
+
+@pytest.mark.parametrize(
+    ("evs", "reason", "words"),
+    [
+        (events("events-pvc-no-storageclass"), "ProvisioningFailed",
+         'cannot be provisioned: ProvisioningFailed: storageclass.storage.k8s.io "fast-ssd" not found'),
+        ([claim_event("WaitForFirstConsumer", "waiting for first consumer to be created before binding", "Normal")], "WaitForFirstConsumer",
+         "binds only once a pod that uses it is scheduled: WaitForFirstConsumer: waiting for first consumer to be created before binding"),
+        ([claim_event("ExternalProvisioning", 'Waiting for a volume to be created either by the external provisioner "ebs.csi.aws.com" or manually '
+                      "by the system administrator. If volume creation is delayed, please verify that the provisioner is running and correctly registered.",
+                      "Normal")], "ExternalProvisioning", 'is waiting for a provisioner that has not answered: ExternalProvisioning: Waiting for a volume'),
+        ([claim_event("FailedBinding", "no persistent volumes available for this claim and no storage class is set", "Normal")], "FailedBinding",
+         "has no volume to bind to: FailedBinding: no persistent volumes available"),
+        # The Warning says why; a later Normal "still waiting" does not replace it.
+        (events("events-pvc-no-storageclass") + [claim_event("ExternalProvisioning", "Waiting for a volume", "Normal", "2026-01-01T10:00:50Z")],
+         "ProvisioningFailed", "cannot be provisioned: ProvisioningFailed"),
+    ],
+)
+def test_pending_claim_explained_by_its_events(evs: list[dict[str, Any]], reason: str, words: str) -> None:
+    claim = fixture("pvc-pending", spec={"storageClassName": "fast-ssd"})
+    v = assess(claim, [], now=at(40))
+    assert v == Verdict("progressing", "Pending", "PersistentVolumeClaim data-shop-db-0 is pending (storage class fast-ssd; waiting for a volume, or for a pod that uses it)")
+    timed_out = Verdict("failed", v.reason, f"not ready within 1m: {v.message}")
+    out = explain(timed_out, claim, evs)
+    assert (out.state, out.reason) == ("failed", reason)
+    assert out.message.startswith(f"not ready within 1m: PersistentVolumeClaim data-shop-db-0 {words}")
+
+
+def test_claim_without_events_keeps_its_verdict() -> None:
+    claim = load("pvc-pending")
+    v = assess(claim, [], now=at(40))
+    assert explain(v, claim, events("events-readiness-failing")) == v
+
+
+# --- log_sources ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("pod-crash-error", [LogSource("web-7c5ddbdf54-c4r7s", "app", previous=True)]),
+        ("pod-crash-running", [LogSource("web-7c5ddbdf54-c4r7s", "app", previous=True)]),
+        ("pod-crashloop", [LogSource("web-7c5ddbdf54-k8m2p", "app", previous=True)]),
+        ("pod-job-failed", [LogSource("shop-migrate-7xk2d", "app", previous=False)]),
+        ("pod-init-error", [LogSource("web-7c5ddbdf54-i2n6t", "migrate", previous=True, init=True)]),
+        ("pod-init-failed", [LogSource("seed-users", "migrate", previous=False, init=True)]),
+        ("pod-readiness-failing", [LogSource("web-7c5ddbdf54-r9q4w", "app", previous=False)]),
+        ("pod-never-pull", []),  # never ran: no logs to read
+        ("pod-image-pull-refused", []),
+        ("pod-ready", []),
+    ],
+)
+def test_log_sources(name: str, expected: list[LogSource]) -> None:
+    assert log_sources(load(name)) == expected
+
+
+def test_log_sources_put_the_crashed_container_before_a_merely_unready_one() -> None:
+    pod = load("pod-readiness-failing")
+    crashed = load("pod-crash-error")["status"]["containerStatuses"][0]
+    pod["status"]["containerStatuses"].append({**crashed, "name": "worker"})
+    assert [s.container for s in log_sources(pod)] == ["worker", "app"]
+    assert [s.container for s in log_sources(pod, limit=1)] == ["worker"]
