@@ -1,40 +1,83 @@
-"""Developer workflows. `nox -s cluster -- up|down|status|kubeconfig` manages the local cluster."""
+"""Developer workflows. `nox -s cluster -- up|down|status|kubeconfig` manages the local cluster.
+
+Every session runs in its own virtualenv with envci installed editable (`.[test]`), so a fresh
+machine needs only Python and nox. Virtualenvs are kept between runs, and the install is skipped
+while pyproject.toml is unchanged: a warm session starts in about a second. `nox --no-reuse-existing-virtualenvs`
+(or deleting .nox/) rebuilds them.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import os
-import sys
+from pathlib import Path
 
 import nox
 
+nox.options.reuse_existing_virtualenvs = True
 
-@nox.session(python=False)
+ROOT = Path(__file__).resolve().parent
+
+
+def install(session: nox.Session) -> None:
+    """`pip install -e .[test]` into the session's virtualenv, unless pyproject.toml is unchanged since
+    the last install there. Editable: changes to envci's code need no reinstall, only its dependencies do."""
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    stamp = Path(session.virtualenv.location) / ".envci-installed"
+    if stamp.is_file() and stamp.read_text() == digest:
+        session.log("envci's dependencies are installed (pyproject.toml unchanged)")
+        return
+    session.install("-e", f"{ROOT}[test]")
+    stamp.write_text(digest)
+
+
+@nox.session
 def cluster(session: nox.Session) -> None:
     """The embedded local cluster: up (default), down, status, kubeconfig; `-- status --output json`."""
     args = session.posargs or ["up"]
-    # python=False and sys.executable: the interpreter running nox, with envci installed, and no
-    # virtualenv to build, so the session starts at once.
-    session.run(sys.executable, "-m", "envci.localcluster.command", *args, external=True)
+    install(session)
+    session.run("python", "-m", "envci.localcluster.command", *args)
 
 
-@nox.session(python=False)
+@nox.session
 def tests(session: nox.Session) -> None:
     """Every test: unit, integration (real local cluster, PostgreSQL, S3), wrappers. `-- -k expr` narrows."""
-    session.run(sys.executable, "-m", "pytest", *(session.posargs or ["-q"]), external=True)
+    install(session)
+    session.run("python", "-m", "pytest", *(session.posargs or ["-q"]))
 
 
-@nox.session(python=False)
+def demo_environment(env: dict[str, str]) -> dict[str, str]:
+    """What the demo app needs from the runner, as a CI system's variables would give it.
+
+    DEMO_DB_PASSWORD: the database's password (envci.yaml reads it with `from_env`); a random one
+    per run unless set, so no password lives in the repository. DEMO_FAIL=1 becomes the override
+    `demo_fail=1`, which deploys the API with its deliberate defect, and the tests catch it.
+    """
+    import secrets
+
+    out = {"DEMO_DB_PASSWORD": env.get("DEMO_DB_PASSWORD") or secrets.token_hex(16)}
+    if env.get("DEMO_FAIL") == "1":
+        out["ENVCI_SET"] = f"{env.get('ENVCI_SET', '')} demo_fail=1".strip()
+    return out
+
+
+@nox.session
 def demo(session: nox.Session) -> None:
-    """The main job: the demo app's whole pipeline (provision, wait-ready, seed, test, teardown) on the local cluster."""
-    kubeconfig = session.run(sys.executable, "-m", "envci.localcluster.command", "up", external=True, silent=True)
+    """The main job: the demo app's whole pipeline (provision, wait-ready, seed, test, teardown) on the local cluster.
+
+    `DEMO_FAIL=1 nox -s demo` deploys a defective API and fails its tests; `nox -s demo -- --keep`
+    leaves the environment for a look (`envci teardown --env NAME` removes it).
+    """
+    install(session)
+    kubeconfig = session.run("python", "-m", "envci.localcluster.command", "up", silent=True)
     path = str(kubeconfig).strip().splitlines()[-1]
     bin_dir = session.run("bash", "envci/localcluster/build.sh", "--print-dir", external=True, silent=True)
-    env = {"KUBECONFIG": path, "PATH": f"{str(bin_dir).strip()}{os.pathsep}{os.environ['PATH']}"}
+    env = {"KUBECONFIG": path, "PATH": f"{str(bin_dir).strip()}{os.pathsep}{os.environ['PATH']}", **demo_environment(dict(os.environ))}
     session.chdir("examples/demo")
-    session.run(sys.executable, "-m", "envci.cli", "up", *session.posargs, external=True, env=env)
+    session.run("python", "-m", "envci.cli", "up", *session.posargs, env=env)
 
 
-@nox.session(python=False)
+@nox.session
 def ci(session: nox.Session) -> None:
     """What a CI pipeline runs: one envci command per stage, teardown always, on the local cluster.
 
@@ -44,18 +87,21 @@ def ci(session: nox.Session) -> None:
     """
     import subprocess
 
+    install(session)
     workdir = session.posargs[0] if session.posargs else "examples/demo"
-    kubeconfig = session.run(sys.executable, "-m", "envci.localcluster.command", "up", external=True, silent=True)
+    kubeconfig = session.run("python", "-m", "envci.localcluster.command", "up", silent=True)
     bin_dir = session.run("bash", "envci/localcluster/build.sh", "--print-dir", external=True, silent=True)
+    python = str(Path(session.bin) / "python")
     env = {
         **os.environ,
         "KUBECONFIG": str(kubeconfig).strip().splitlines()[-1],
-        "PATH": f"{str(bin_dir).strip()}{os.pathsep}{os.environ['PATH']}",
+        "PATH": f"{session.bin}{os.pathsep}{str(bin_dir).strip()}{os.pathsep}{os.environ['PATH']}",
+        **demo_environment(dict(os.environ)),
     }
 
     def envci(stage: str) -> int:
         session.log(f"envci {stage}")
-        return subprocess.call([sys.executable, "-m", "envci.cli", stage], cwd=workdir, env=env)
+        return subprocess.call([python, "-m", "envci.cli", stage], cwd=workdir, env=env)
 
     failed: tuple[str, int] | None = None
     try:
@@ -71,13 +117,15 @@ def ci(session: nox.Session) -> None:
         session.error(f"envci {failed[0]} failed with exit code {failed[1]}")
 
 
-@nox.session(python=False)
+@nox.session
 def bench(session: nox.Session) -> None:
     """Benchmarks on the local cluster: time to ready, teardown, reap of many environments."""
-    session.run(sys.executable, "benchmarks/run.py", *session.posargs, external=True)
+    install(session)
+    session.run("python", "benchmarks/run.py", *session.posargs)
 
 
-@nox.session(python=False)
+@nox.session
 def lint(session: nox.Session) -> None:
-    """ruff over the package, tests, benchmarks and the action helper."""
-    session.run(sys.executable, "-m", "ruff", "check", "envci", "tests", "benchmarks", "actions", "noxfile.py", external=True)
+    """ruff over the package, tests, benchmarks, the action helper and the demo app."""
+    install(session)
+    session.run("python", "-m", "ruff", "check", "envci", "tests", "benchmarks", "actions", "examples", "noxfile.py")
