@@ -212,14 +212,14 @@ def run(args: argparse.Namespace, rep: Reporter) -> int:
         from pathlib import Path
 
         from envci.ci.publish import publish_report
+        from envci.stages.up import format_result as format_up
         from envci.stages.up import up
 
         def publish(run_: Any, files: dict[str, str]) -> Any:
             return None if args.no_publish else publish_report(run_, files, env=os.environ, warn=rep.warn, comment=True)
 
         code, res = up(_load(args), _kube(args), rep, out_dir=Path(args.output_dir), keep=args.keep, kubeconfig=args.kubeconfig, publish=publish)
-        outcome = res["stages"].get("test", {}).get("outcome", "?")
-        rep.result(res, f"environment {res['name']}: tests {outcome}" + ("; kept" if args.keep else "; torn down"))
+        rep.result(res, format_up(res, keep=args.keep))
         return code
     if cmd == "reap":
         from envci.stages.reap import github_pr_open, gitlab_mr_open, reap

@@ -8,12 +8,14 @@ janitor still reaps it when its TTL runs out).
 from __future__ import annotations
 
 import signal
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from envci.config.loader import LoadedConfig
+from envci.config.model import Component
 from envci.errors import EnvciError, ExitCode, SupersededError
 from envci.kube.client import Kube
 from envci.output import Reporter
@@ -50,16 +52,36 @@ def up(
     from envci.stages.teardown import teardown
     from envci.stages.test import test
     from envci.stages.wait_ready import wait_ready
+    from envci.urls import environment_urls
 
     ident = cfg.identity
-    result: dict[str, Any] = {"name": ident.name, "namespace": ident.namespace, "stages": {}}
+    result: dict[str, Any] = {
+        "name": ident.name, "namespace": ident.namespace, "stages": {}, "seconds": {},
+        "urls": environment_urls(cfg.spec.components, ident.namespace),
+    }
     code = ExitCode.OK
+
+    def stage(name: str, fn: Callable[[], Any]) -> Any:
+        rep.progress(f"== {name}")
+        t0 = time.monotonic()
+        try:
+            return fn()
+        finally:
+            result["seconds"][name] = round(time.monotonic() - t0, 1)
+            rep.progress(f"== {name}: {result['seconds'][name]:.1f}s")
+
     try:
-        result["stages"]["provision"] = provision(cfg, kube, rep, wait_between_waves=lambda names: wait_ready(cfg, kube, rep, components=names))
-        result["stages"]["wait-ready"] = wait_ready(cfg, kube, rep)
-        result["stages"]["seed"] = seed(cfg, kube, rep)
-        run, files = test(cfg, kube, rep, out_dir=out_dir, kubeconfig=kubeconfig)
-        result["stages"]["test"] = {"outcome": run.outcome, "files": files}
+        result["stages"]["provision"] = stage(
+            "provision", lambda: provision(cfg, kube, rep, wait_between_waves=lambda names: wait_ready(cfg, kube, rep, components=names))
+        )
+        result["urls"] = result["stages"]["provision"].get("urls") or result["urls"]
+        result["stages"]["wait-ready"] = stage("wait-ready", lambda: wait_ready(cfg, kube, rep))
+        result["stages"]["seed"] = stage("seed", lambda: seed(cfg, kube, rep))
+        run, files = stage("test", lambda: test(cfg, kube, rep, out_dir=out_dir, kubeconfig=kubeconfig))
+        result["stages"]["test"] = {
+            "outcome": run.outcome, "files": files, "counts": run.counts.as_dict(),
+            "failures": [{"suite": s.name, "test": c.title, "message": c.message} for s, c in run.failures()[:10]],
+        }
         if publish:
             result["published"] = publish(run, files)
         code = {"passed": ExitCode.OK, "failed": ExitCode.TESTS_FAILED}.get(run.outcome, ExitCode.INFRASTRUCTURE)
@@ -71,13 +93,95 @@ def up(
             rep.progress("tearing down after the failure" if not isinstance(e, KeyboardInterrupt) else "tearing down after cancellation")
             with _shielded():
                 _teardown_quietly(kube, rep, ident.namespace, ident.ctx.build, teardown)
+        else:
+            _say_how_to_look(cfg, rep)
         raise
     if keep:
+        result["forward_commands"] = forward_commands(cfg.spec.components, ident.namespace)
         rep.progress(f"keeping environment {ident.name} (--keep); `envci teardown --env {ident.name}` removes it")
     else:
         with _shielded():
-            result["stages"]["teardown"] = teardown(kube, rep, namespace=ident.namespace, build=ident.ctx.build)
+            result["stages"]["teardown"] = stage("teardown", lambda: teardown(kube, rep, namespace=ident.namespace, build=ident.ctx.build))
+        result["leftovers"] = leftovers(kube, ident.namespace)
     return int(code), result
+
+
+def forward_commands(components: list[Component], namespace: str) -> list[dict[str, str]]:
+    """Pure: for each exposed component, the `kubectl port-forward` a person runs to open it, and the URL.
+
+    The local port is the Service's port when it is not a privileged one (below 1024), so the
+    command reads like the Service; otherwise 8080 upwards.
+    """
+    out: list[dict[str, str]] = []
+    taken: set[int] = set()
+    for c in components:
+        if not c.expose:
+            continue
+        e = c.expose
+        local = e.port if e.port >= 1024 else 8080
+        while local in taken:
+            local += 1
+        taken.add(local)
+        path = e.path if e.path.startswith("/") else f"/{e.path}"
+        out.append({
+            "component": c.name,
+            "command": f"kubectl -n {namespace} port-forward svc/{e.service or c.name} {local}:{e.port}",
+            "url": f"{e.scheme}://127.0.0.1:{local}{path}",
+        })
+    return out
+
+
+def leftovers(kube: Kube, namespace: str) -> list[str]:
+    """What of the environment still exists after teardown: the namespace, or volumes its claims made.
+
+    Volumes are cluster-scoped and released by their provisioner after the claims go, so one may
+    linger for a few seconds; a runner without the right to list them is told nothing rather than
+    failing a finished run.
+    """
+    found: list[str] = []
+    try:
+        if kube.namespace(namespace) is not None:
+            found.append(f"namespace {namespace}")
+        for pv in kube.list("v1", "PersistentVolume"):
+            claim = (pv.get("spec") or {}).get("claimRef") or {}
+            if claim.get("namespace") == namespace:
+                phase = (pv.get("status") or {}).get("phase", "?")
+                found.append(f"PersistentVolume {pv['metadata']['name']} ({phase}, was {namespace}/{claim.get('name')})")
+    except EnvciError:
+        pass
+    return found
+
+
+def _say_how_to_look(cfg: LoadedConfig, rep: Reporter) -> None:
+    for f in forward_commands(cfg.spec.components, cfg.identity.namespace):
+        rep.progress(f"  {f['component']}: {f['command']}  then open {f['url']}")
+
+
+def format_result(res: dict[str, Any], *, keep: bool) -> str:
+    """Pure: what a person reads at the end of `envci up`: stages and their times, URLs, tests, report, what is left."""
+    lines = [f"environment {res['name']} (namespace {res['namespace']})"]
+    test = res["stages"].get("test") or {}
+    for name, seconds in res.get("seconds", {}).items():
+        note = ""
+        if name == "test" and test:
+            c = test.get("counts") or {}
+            note = f"  {test.get('outcome')}: {c.get('tests', 0)} tests, {c.get('passed', 0)} passed, {c.get('failed', 0) + c.get('errors', 0)} failed"
+        lines.append(f"  {name:<11} {seconds:6.1f}s{note}")
+    for f in test.get("failures") or []:
+        lines.append(f"    FAILED {f['suite']} > {f['test']}" + (f": {f['message']}" if f.get("message") else ""))
+    if res.get("urls"):
+        lines.append("urls (inside the cluster):")
+        lines += [f"  {k}: {v}" for k, v in res["urls"].items()]
+    files = test.get("files") or {}
+    if files:
+        lines.append(f"report: {files.get('summary', '')} (JUnit: {files.get('junit', '')})")
+    if keep:
+        lines.append(f"kept; `envci teardown --env {res['name']}` removes it. To open it in a browser:")
+        lines += [f"  {f['command']}   then {f['url']}" for f in res.get("forward_commands") or []]
+    elif "teardown" in res["stages"]:
+        left = res.get("leftovers") or []
+        lines.append("teardown: nothing left" if not left else "teardown: still there: " + "; ".join(left))
+    return "\n".join(lines)
 
 
 def _teardown_quietly(kube: Kube, rep: Reporter, namespace: str, build: str, teardown: Callable[..., Any]) -> None:
