@@ -4,8 +4,9 @@ act runs jobs on the host in self-hosted mode (`-P ubuntu-latest=-self-hosted`);
 are the repository copy (`--local-repository envci/envci@v0=...`). Two stand-ins, since nothing can
 be fetched: a first `run:` step copies the repository into the workspace instead of
 actions/checkout (which act skips for a local repository, leaving the workspace empty), and
-upload-artifact maps to a local no-op. The smoke test fails on purpose (DEMO_FAIL=1): teardown
-must still run, and act must exit non-zero.
+upload-artifact maps to a local no-op. The demo's API is deployed with its deliberate defect
+(ENVCI_SET=demo_fail=1), so its tests fail for a real reason: teardown must still run, and act must
+exit non-zero. The database password comes as the workflow's secret DEMO_DB_PASSWORD.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import json
 import random
 import re
+import secrets
 import subprocess
 import sys
 import time
@@ -22,6 +24,8 @@ import pytest
 from wrapper_support import ACT, Project, git_repo, require, runner_env, timed
 
 pytestmark = pytest.mark.cluster
+
+DB_PASSWORD = secrets.token_hex(12)
 
 CHECKOUT = "      - uses: actions/checkout@v4\n"
 COPY_REPO = '      - run: cp -a "$ENVCI_TEST_SRC/." .\n        working-directory: .\n'
@@ -62,7 +66,8 @@ def run_act(
         "pull_request": {"number": pr, "head": {"ref": f"feature/{project.suffix}", "sha": "0" * 40}, "base": {"ref": "main"}},
         "repository": {"full_name": "acme/demo", "name": "demo", "owner": {"login": "acme"}},
     }))
-    extra = [arg for k, v in (env or {}).items() for arg in ("--env", f"{k}={v}")]
+    env = {"DEMO_DB_PASSWORD": DB_PASSWORD, **(env or {})}
+    extra = [arg for k, v in env.items() for arg in ("--env", f"{k}={v}")]
     t0 = time.monotonic()
     done = subprocess.run(
         [
@@ -71,9 +76,9 @@ def run_act(
             "--local-repository", f"envci/envci@v0={repo_copy}",
             "--local-repository", f"actions/upload-artifact@v4={upload}",
             "--env", f"ENVCI_TEST_SRC={project.path}", *extra,
-            "-s", "ENVCI_KUBECONFIG",
+            "-s", "ENVCI_KUBECONFIG", "-s", "DEMO_DB_PASSWORD",
         ],
-        cwd=work, env=runner_env(kubeconfig, ENVCI_KUBECONFIG=Path(kubeconfig).read_text()),
+        cwd=work, env=runner_env(kubeconfig, ENVCI_KUBECONFIG=Path(kubeconfig).read_text(), DEMO_DB_PASSWORD=DB_PASSWORD),
         stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False, timeout=420,
     )
     timed(f"act pull_request ({action})", t0)
@@ -90,7 +95,7 @@ def test_pr_workflow_runs_every_stage_and_tears_down_after_a_failing_test(
     name = f"demo-pr-{pr}"
     gone.append(f"envci-{name}")
     done = run_act(workflow, pr=pr, action="synchronize", kubeconfig=kubeconfig, project=project, repo_copy=repo_copy,
-                   tmp_path=tmp_path, env={"DEMO_FAIL": "1"})
+                   tmp_path=tmp_path, env={"ENVCI_SET": "demo_fail=1"})
     log = done.stdout + done.stderr
 
     assert done.returncode != 0, "a failing test step must fail the act run"
@@ -103,7 +108,8 @@ def test_pr_workflow_runs_every_stage_and_tears_down_after_a_failing_test(
     assert failed_test >= 0, f"the test step did not fail\n{log[-4000:]}"
     assert lines["provision"] < lines["wait-ready"] < lines["seed"] < failed_test < lines["teardown"]
     # Outputs reach later steps: the echo step prints what provision published.
-    assert f"environment {name} in namespace envci-{name}, urls {{\"web\": \"http://{name}.demo.localhost/\"}}" in log
+    urls = {c: f"http://{c}.envci-{name}.svc.cluster.local:8080/" for c in ("api", "web")}
+    assert f"environment {name} in namespace envci-{name}, urls {json.dumps(urls, sort_keys=True)}" in log
     # The failure is an annotation naming the suite and the test case.
     assert re.search(r"::error title=envci test%3A smoke > [^:]*::", log), log[-4000:]
     teardown = log[log.index("::group::envci teardown result"):]
@@ -137,7 +143,7 @@ def test_run_action_tears_down_after_a_failing_test_and_fails_the_job(
     name = f"demo-pr-{pr}"
     gone.append(f"envci-{name}")
     done = run_act(RUN_WORKFLOW, pr=pr, action="opened", kubeconfig=kubeconfig, project=project, repo_copy=repo_copy,
-                   tmp_path=tmp_path, env={"DEMO_FAIL": "1"})
+                   tmp_path=tmp_path, env={"ENVCI_SET": "demo_fail=1"})
     log = done.stdout + done.stderr
 
     assert done.returncode != 0, log[-4000:]
@@ -155,7 +161,7 @@ def test_pr_closed_workflow_removes_the_pr_environment(
     gone.append(f"envci-{name}")
     demo = project.path / "examples" / "demo"
     made = subprocess.run([sys.executable, "-m", "envci.cli", "provision", "--no-wait-dependencies", "--env", name],
-                          cwd=demo, env=runner_env(kubeconfig, KUBECONFIG=kubeconfig), capture_output=True, text=True, check=False, timeout=120)
+                          cwd=demo, env=runner_env(kubeconfig, KUBECONFIG=kubeconfig, DEMO_DB_PASSWORD=DB_PASSWORD), capture_output=True, text=True, check=False, timeout=120)
     assert made.returncode == 0, made.stderr
     workflow = (project.path / "examples" / "github" / "pr-closed.yml").read_text()
     done = run_act(workflow, pr=pr, action="closed", kubeconfig=kubeconfig, project=project, repo_copy=repo_copy, tmp_path=tmp_path)

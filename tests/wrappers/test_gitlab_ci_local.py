@@ -2,13 +2,14 @@
 
 The example includes the pipeline component; here it is included from the checkout
 (`include: local: gitlab/templates/pipeline.yml`), the one change made to it. Jobs run in the host
-shell (--force-shell-executor: no images here). The smoke test fails on purpose (DEMO_FAIL=1):
+shell (--force-shell-executor: no images here). The demo's tests fail on purpose (its API deployed with a defect, ENVCI_SET=demo_fail=1):
 dotenv outputs must reach later jobs, the JUnit report must exist, and teardown must still run.
 """
 
 from __future__ import annotations
 
 import re
+import secrets
 import subprocess
 import time
 from pathlib import Path
@@ -53,7 +54,8 @@ def test_pipeline_passes_outputs_on_reports_junit_and_tears_down_after_a_failing
         [
             gcl, "--force-shell-executor", "--home", str(home),
             "--variable", f"ENVCI_INSTALL={repo_copy}", "--variable", f"ENVCI_VENV={envci_venv}",
-            "--variable", f"KUBECONFIG={kubeconfig}", "--variable", "DEMO_FAIL=1",
+            "--variable", f"KUBECONFIG={kubeconfig}", "--variable", "ENVCI_SET=demo_fail=1",
+            "--variable", f"DEMO_DB_PASSWORD={secrets.token_hex(12)}",
         ],
         cwd=project.path, env=runner_env(kubeconfig), stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False, timeout=420,
     )
@@ -68,9 +70,9 @@ def test_pipeline_passes_outputs_on_reports_junit_and_tears_down_after_a_failing
         "show-environment": "PASS", "envci-test": "FAIL", "envci-teardown": "PASS",
     }, log[-4000:]
     # The dotenv report of provision reached a later job.
-    assert f"environment {name} in namespace envci-{name} at http://{name}.demo.localhost/" in log
+    assert f"environment {name} in namespace envci-{name} at http://web.envci-{name}.svc.cluster.local:8080/" in log
     junit = project.path / "envci-report" / "junit.xml"
-    assert junit.is_file() and "DEMO_FAIL=1" in junit.read_text()
+    assert junit.is_file() and "GET /items returned" in junit.read_text()  # the defect, caught by the API tests
     # Teardown ran after the failing test job, and removed the environment by its name.
     out = done.stdout  # job lines in order (a failed job's closing lines also go to stderr)
     assert out.index("envci-test       starting") < out.index("FAILED smoke") < out.index("envci-teardown   starting")

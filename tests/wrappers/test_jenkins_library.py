@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import random
+import secrets
 import subprocess
 import time
 from pathlib import Path
@@ -71,7 +72,7 @@ def check_common(data: dict, kubeconfig: str) -> None:
 def test_jenkinsfile_provisions_runs_body_and_always_tears_down(
     fail: bool, groovy: str, kubeconfig: str, project: Project, repo_copy: Path, envci_venv: Path, tmp_path: Path, gone: list[str]
 ) -> None:
-    extra = {"DEMO_FAIL": "1"} if fail else {}
+    extra = {"DEMO_DB_PASSWORD": secrets.token_hex(12), **({"ENVCI_SET": "demo_fail=1"} if fail else {})}
     code, data = run_jenkinsfile(groovy, kubeconfig, project, repo_copy, envci_venv, tmp_path, **extra)
     name = f"demo-pr-{data['pr']}"
     gone.append(f"envci-{name}")
@@ -81,7 +82,7 @@ def test_jenkinsfile_provisions_runs_body_and_always_tears_down(
     steps = [c["step"] for c in calls]
     assert steps.index("envciProvision") < steps.index("envciTest") < steps.index("envciTeardown")
     # The body saw provision's outputs.
-    assert any(c["step"] == "echo" and c["message"] == f"environment {name} in namespace envci-{name} at http://{name}.demo.localhost/" for c in calls)
+    assert any(c["step"] == "echo" and c["message"] == f"environment {name} in namespace envci-{name} at http://web.envci-{name}.svc.cluster.local:8080/" for c in calls)
     check_common(data, kubeconfig)
     if fail:
         assert code == 1 and data["result"] == "FAILURE"
