@@ -74,6 +74,8 @@ WORKLOAD_KINDS: tuple[tuple[str, str], ...] = (
     ("apps/v1", "StatefulSet"),
     ("apps/v1", "DaemonSet"),
     ("batch/v1", "Job"),
+    # Always ready, but the Jobs they start belong to their component.
+    ("batch/v1", "CronJob"),
     ("v1", "PersistentVolumeClaim"),
     ("v1", "Service"),
 )
@@ -210,16 +212,38 @@ class Kube:
     def events(self, namespace: str) -> list[dict[str, Any]]:
         return self.list("v1", "Event", namespace)
 
-    def log_tail(self, namespace: str, pod: str, container: str | None = None, lines: int = 20) -> str:
+    def log_tail(self, namespace: str, pod: str, container: str | None = None, lines: int = 20, *, previous: bool = False) -> str:
+        """The last `lines` lines of a container's log; with `previous`, of the instance before the current one.
+
+        The previous instance is gone when the kubelet has collected it, or when the container has
+        not restarted after all; its current log is the next best, so that one is read instead."""
         try:
             text = self.core.read_namespaced_pod_log(
-                pod, namespace, container=container, tail_lines=lines, _request_timeout=10
+                pod, namespace, container=container, tail_lines=lines, previous=previous, _request_timeout=10
             )
         except ApiException as e:
+            if previous and e.status in (400, 404):
+                return self.log_tail(namespace, pod, container, lines)
             return f"(no logs: {status_message(e)})"
         except (urllib3.exceptions.HTTPError, OSError) as e:
             return f"(no logs: {e})"
         return truncate(redact(text or ""), 4000)
+
+    def wait_for_pod_change(self, namespace: str, seconds: int) -> None:
+        """Block until a pod in the namespace changes, or `seconds` pass.
+
+        Starts from the current resource version, so only changes after the call wake it; a
+        watch that ends early (dropped, expired) still waits out a short pause, never a busy loop."""
+        try:
+            listed = self.call(lambda: self.core.list_namespaced_pod(namespace, limit=1), f"list pods in {namespace}")
+        except ApiException as e:
+            raise api_error(e, f"list pods in {namespace}") from None
+        end = time.monotonic() + seconds
+        for _ in self.watch_pods(namespace, seconds, resource_version=listed.metadata.resource_version):
+            return
+        left = end - time.monotonic()
+        if left > 0:
+            time.sleep(min(left, 0.2))
 
     def watch_pods(self, namespace: str, timeout_seconds: int, resource_version: str | None = None) -> Iterator[dict[str, Any]]:
         """Yields on any pod change in the namespace, or returns after `timeout_seconds`."""

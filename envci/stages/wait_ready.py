@@ -7,7 +7,7 @@ and the last log lines of the pods involved.
 
 from __future__ import annotations
 
-import time
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
@@ -19,6 +19,7 @@ from envci.kube import readiness
 from envci.kube.client import WORKLOAD_KINDS, Kube
 from envci.manifests import OTHER, component_of
 from envci.output import Reporter
+from envci.redact import redact, truncate
 from envci import state as st
 
 
@@ -34,20 +35,85 @@ class Item:
         return f"{self.obj['kind']}/{self.obj['metadata']['name']}"
 
 
+Obj = dict[str, Any]
+_ORDINAL = re.compile(r"-(\d+)$")
+
+
+def _controller_ref(obj: Obj) -> Obj | None:
+    refs = [r for r in (obj.get("metadata") or {}).get("ownerReferences") or [] if isinstance(r, dict)]
+    return next((r for r in refs if r.get("controller")), refs[0] if refs else None)
+
+
+def _claim_template_owner(claim: Obj, statefulsets: list[Obj]) -> Obj | None:
+    """The StatefulSet whose volumeClaimTemplates made this claim: "<template>-<statefulset>-<ordinal>".
+
+    Claims a StatefulSet creates carry no owner reference unless its retention policy deletes
+    them, so their name is what ties them to it."""
+    name = str((claim.get("metadata") or {}).get("name") or "")
+    found = _ORDINAL.search(name)
+    if not found:
+        return None
+    stem = name[: found.start()]
+    for sts in statefulsets:
+        sts_name = sts["metadata"]["name"]
+        for tpl in (sts.get("spec") or {}).get("volumeClaimTemplates") or []:
+            if stem == f"{(tpl.get('metadata') or {}).get('name')}-{sts_name}":
+                return sts
+    return None
+
+
+def attribution(objects: list[Obj], release_map: dict[str, str]) -> Callable[[Obj], str]:
+    """Pure: which component each object belongs to, following the objects that made it.
+
+    Controllers do not copy envci's label or Helm's annotation onto what they create: claims from
+    a StatefulSet's volumeClaimTemplates, a Deployment's ReplicaSets and pods, a CronJob's Jobs.
+    Those belong to the component of their creator, found by owner reference (a ReplicaSet that
+    was not listed stands for its Deployment) or, for template claims, by name. What leads to no
+    component is `OTHER`.
+    """
+    by_uid = {o["metadata"]["uid"]: o for o in objects if (o.get("metadata") or {}).get("uid")}
+    by_name = {(o.get("kind"), o["metadata"]["name"]): o for o in objects}
+    statefulsets = [o for o in objects if o.get("kind") == "StatefulSet"]
+
+    def owner(obj: Obj) -> Obj | None:
+        ref = _controller_ref(obj)
+        if ref is None:
+            return _claim_template_owner(obj, statefulsets) if obj.get("kind") == "PersistentVolumeClaim" else None
+        found = by_uid.get(ref.get("uid")) or by_name.get((ref.get("kind"), ref.get("name")))
+        if found is None and ref.get("kind") == "ReplicaSet":
+            # "<deployment>-<pod-template-hash>"
+            found = by_name.get(("Deployment", str(ref.get("name", "")).rpartition("-")[0]))
+        return found
+
+    def of(obj: Obj) -> str:
+        seen: set[int] = set()
+        current: Obj | None = obj
+        while current is not None and id(current) not in seen:
+            seen.add(id(current))
+            component = component_of(current, release_map)
+            if component != OTHER:
+                return component
+            current = owner(current)
+        return OTHER
+
+    return of
+
+
 def judge(
     workloads: list[dict[str, Any]], pods: list[dict[str, Any]], release_map: dict[str, str], *, now: datetime, rules: readiness.Rules
 ) -> list[Item]:
     """Pure: each workload with its component and verdict."""
+    component = attribution(workloads + pods, release_map)
     items = []
     for obj in workloads:
         if obj.get("kind") == "Pod":
             continue
         v = readiness.assess(obj, readiness.pods_of(obj, pods), now=now, rules=rules)
-        items.append(Item(component_of(obj, release_map), obj, v))
+        items.append(Item(component(obj), obj, v))
     owned = {p["metadata"]["name"] for o in workloads for p in readiness.pods_of(o, pods)}
     for p in pods:  # bare pods, owned by no workload we know
         if p["metadata"]["name"] not in owned and not (p["metadata"].get("ownerReferences")):
-            items.append(Item(component_of(p, release_map), p, readiness.assess_pod(p, now=now, rules=rules)))
+            items.append(Item(component(p), p, readiness.assess_pod(p, now=now, rules=rules)))
     return items
 
 
@@ -58,6 +124,61 @@ def timed_out_verdict(v: readiness.Verdict, waited: str) -> readiness.Verdict:
     return readiness.Verdict("failed", reason, f"not ready within {waited}: {v.message}", v.pods)
 
 
+@dataclass(frozen=True)
+class Decision:
+    """What one look at the environment amounts to."""
+
+    failed: list[Item]
+    """Failed for good, or out of time (their verdict then says "not ready within ...")."""
+    related: list[Item]
+    """Not ready yet, in a component that failed: often the cause (a claim that cannot be provisioned)."""
+    missing: list[str]
+    """Wanted components with no objects at all by their deadline."""
+    ready: bool
+    items: list[Item]
+    """The objects that count, each once."""
+
+
+def decide(
+    items: list[Item],
+    *,
+    wanted: set[str],
+    deadlines: dict[str, datetime],
+    start: datetime,
+    now: datetime,
+    include_other: bool,
+) -> Decision:
+    """Pure: which objects failed or ran out of time, and whether the environment is ready.
+
+    Objects of no component (`OTHER`: not made by envci, Helm or anything they made) count only
+    when the whole environment is awaited, with the latest deadline of any component: they have
+    no timeout of their own, and must not fail the moment they are seen.
+    """
+    latest = max(deadlines.values(), default=None)
+    counted = [
+        i for i in items if i.component in wanted or (include_other and latest is not None and i.component == OTHER)
+    ]
+
+    def deadline(i: Item) -> datetime:
+        return deadlines.get(i.component) or latest or start
+
+    failed = [i for i in counted if i.verdict.state == "failed"]
+    for i in counted:
+        if i.verdict.state == "progressing" and now >= deadline(i):
+            waited = format_duration(deadline(i) - start)
+            failed.append(Item(i.component, i.obj, timed_out_verdict(i.verdict, waited)))
+    failed_refs = {(i.component, i.ref) for i in failed}
+    failing_components = {i.component for i in failed}
+    related = [
+        i for i in counted
+        if i.verdict.state != "ready" and i.component in failing_components and (i.component, i.ref) not in failed_refs
+    ]
+    present = {i.component for i in counted}
+    missing = sorted(c for c in wanted - present if now >= deadlines.get(c, now))
+    ready = not failed and not (wanted - present) and all(i.verdict.state == "ready" for i in counted)
+    return Decision(failed, related, missing, ready, counted)
+
+
 def list_workloads(kube: Kube, namespace: str) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for api_version, kind in WORKLOAD_KINDS:
@@ -65,24 +186,38 @@ def list_workloads(kube: Kube, namespace: str) -> list[dict[str, Any]]:
     return out
 
 
-def diagnose(kube: Kube, namespace: str, item: Item, events: list[dict[str, Any]], log_lines: int = 20) -> dict[str, Any]:
-    """What a person needs to fix a failing workload: reason, the latest events, log tails."""
-    names = {item.obj["metadata"]["name"], *item.verdict.pods}
+def diagnose(
+    kube: Kube, namespace: str, item: Item, events: list[dict[str, Any]], pods: list[dict[str, Any]], log_lines: int = 20
+) -> dict[str, Any]:
+    """What a person needs to fix a failing workload: reason (in the kubelet's words), the latest events, log tails.
+
+    Logs come from the containers that explain the pods (readiness.log_sources): for a restarted
+    container, the instance that crashed, since the new one has not printed the error (yet)."""
+    verdict = readiness.explain(item.verdict, item.obj, events)
+    names = {item.obj["metadata"]["name"], *verdict.pods}
     related = [
         e for e in events if (e.get("involvedObject") or {}).get("name") in names and e.get("type") == "Warning"
     ] or [e for e in events if (e.get("involvedObject") or {}).get("name") in names]
-    related.sort(key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
+    related.sort(key=lambda e: readiness.event_time(e) or datetime.min.replace(tzinfo=timezone.utc))
     ev = [
         f"{(e.get('involvedObject') or {}).get('kind')}/{(e.get('involvedObject') or {}).get('name')}: "
-        f"{e.get('reason')}: {e.get('message', '').strip()}"
+        f"{e.get('reason')}: {truncate(redact(str(e.get('message') or '').strip()), 500)}"
         for e in related[-5:]
     ]
-    logs = {p: kube.log_tail(namespace, p, lines=log_lines) for p in list(item.verdict.pods)[:3]}
+    by_name = {p["metadata"]["name"]: p for p in pods}
+    logs: dict[str, str] = {}
+    for name in list(verdict.pods)[:3]:
+        pod = by_name.get(name)
+        for src in readiness.log_sources(pod) if pod else []:
+            label = f"{src.pod} {'init container' if src.init else 'container'} {src.container}"
+            if src.previous:
+                label += " (the instance that crashed)"
+            logs[label] = kube.log_tail(namespace, src.pod, container=src.container, lines=log_lines, previous=src.previous)
     return {
         "component": item.component,
         "workload": item.ref,
-        "reason": item.verdict.reason,
-        "message": item.verdict.message,
+        "reason": verdict.reason,
+        "message": verdict.message,
         "events": ev,
         "logs": logs,
     }
@@ -93,8 +228,8 @@ def format_failure(f: dict[str, Any]) -> str:
     if f["events"]:
         lines.append("    events:")
         lines += [f"      {e}" for e in f["events"]]
-    for pod, text in f["logs"].items():
-        lines.append(f"    last log lines of pod {pod}:")
+    for source, text in f["logs"].items():
+        lines.append(f"    last log lines of pod {source}:")
         lines += [f"      | {line}" for line in (text.rstrip().splitlines() or ["(empty)"])]
     return "\n".join(lines)
 
@@ -125,37 +260,35 @@ def wait_ready(
     rep.progress(f"waiting for {', '.join(sorted(wanted_names)) or 'the namespace'} in {ns}")
     while True:
         now = clock()
-        items = [
-            i for i in judge(list_workloads(kube, ns), kube.pods(ns), release_map, now=now, rules=rules)
-            if i.component in wanted_names or (components is None and i.component == OTHER)
-        ]
-        for i in items:
+        pods = kube.pods(ns)
+        items = judge(list_workloads(kube, ns), pods, release_map, now=now, rules=rules)
+        decision = decide(items, wanted=wanted_names, deadlines=deadlines, start=start, now=now, include_other=components is None)
+        for i in decision.items:
             key = f"{i.component}/{i.ref}"
             summary = f"{i.verdict.state}: {i.verdict.message}"
             if last_seen.get(key) != summary:
                 rep.progress(f"  {key} {summary}")
                 last_seen[key] = summary
-        failed = [i for i in items if i.verdict.state == "failed"]
-        timed_out = [i for i in items if i.verdict.state == "progressing" and now >= deadlines.get(i.component, now)]
-        if failed or timed_out:
+        if decision.failed:
             events = kube.events(ns)
-            failures = [diagnose(kube, ns, i, events) for i in failed]
-            for i in timed_out:
-                i.verdict = timed_out_verdict(i.verdict, format_duration(deadlines[i.component] - start))
-                failures.append(diagnose(kube, ns, i, events))
-            _record(kube, state, "wait-ready", "failed", "; ".join(f"{f['workload']}: {f['reason']}" for f in failures))
+            failures = [diagnose(kube, ns, i, events, pods) for i in decision.failed]
+            failures += [{**diagnose(kube, ns, i, events, pods), "related": True} for i in decision.related]
+            _record(kube, state, "wait-ready", "failed", "; ".join(f"{f['workload']}: {f['reason']}" for f in failures if not f.get("related")))
+            text = "\n".join(format_failure(f) for f in failures if not f.get("related"))
+            also = [format_failure(f) for f in failures if f.get("related")]
+            if also:
+                text += "\n  not ready either, in the same component:\n" + "\n".join(also)
             raise NotReadyError(
-                f"environment {cfg.identity.name} is not ready:\n" + "\n".join(format_failure(f) for f in failures),
+                f"environment {cfg.identity.name} is not ready:\n{text}",
                 failures=failures,
                 hint="fix the workload named above; `envci status` shows the environment, `envci teardown` removes it",
             )
-        pending_components = wanted_names - {i.component for i in items}
-        if pending_components and now >= min(deadlines[c] for c in pending_components):
+        if decision.missing:
             raise NotReadyError(
-                f"environment {cfg.identity.name}: no workloads found for {', '.join(sorted(pending_components))}",
+                f"environment {cfg.identity.name}: no workloads found for {', '.join(decision.missing)}",
                 hint="check that the component created Deployments/StatefulSets/Jobs in the namespace",
             )
-        if all(i.verdict.state == "ready" for i in items) and not pending_components:
+        if decision.ready:
             elapsed = (clock() - start).total_seconds()
             rep.progress(f"ready after {elapsed:.1f}s")
             _record(kube, state, "wait-ready", "succeeded", f"{elapsed:.1f}s")
@@ -164,22 +297,12 @@ def wait_ready(
                 "namespace": ns,
                 "ready": True,
                 "seconds": round(elapsed, 2),
-                "workloads": [{"component": i.component, "workload": i.ref, "state": i.verdict.state} for i in items],
+                "workloads": [{"component": i.component, "workload": i.ref, "state": i.verdict.state} for i in decision.items],
                 "urls": state.urls if state else {},
             }
         remaining = min(deadlines.values(), default=now) - now
-        _wake_on_change(kube, ns, max(1, min(2, int(remaining.total_seconds()) + 1)))
-
-
-def _wake_on_change(kube: Kube, namespace: str, seconds: int) -> None:
-    """Block until a pod in the namespace changes, or `seconds` pass (workload status lags pods)."""
-    rv = kube.call(lambda: kube.core.list_namespaced_pod(namespace, limit=1), "list pods").metadata.resource_version
-    end = time.monotonic() + seconds
-    for _ in kube.watch_pods(namespace, seconds, resource_version=rv):
-        return
-    left = end - time.monotonic()
-    if left > 0:
-        time.sleep(min(left, 0.2))
+        # Workload status lags its pods: look again after two seconds at most.
+        kube.wait_for_pod_change(ns, max(1, min(2, int(remaining.total_seconds()) + 1)))
 
 
 def _record(kube: Kube, state: st.EnvState | None, stage: str, result: str, message: str) -> None:
