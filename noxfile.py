@@ -61,6 +61,19 @@ def demo_environment(env: dict[str, str]) -> dict[str, str]:
     return out
 
 
+DEMO_IMAGES = ("envci.local/postgres:15", "envci.local/demo-api:dev", "envci.local/busybox:1")
+"""The images examples/demo runs. Nothing is pulled on the local cluster: they are built offline and
+loaded into its node."""
+
+
+def missing_images(session: nox.Session, kubectl: str, kubeconfig: str, wanted: tuple[str, ...]) -> list[str]:
+    """The images of `wanted` that no node reports in its status (the kubelet lists what it holds)."""
+    out = session.run(kubectl, "--kubeconfig", kubeconfig, "get", "nodes", "-o", "jsonpath={.items[*].status.images[*].names[*]}",
+                      external=True, silent=True)
+    held = {name.removeprefix("docker.io/") for name in str(out).split()}
+    return [image for image in wanted if image not in held]
+
+
 @nox.session
 def demo(session: nox.Session) -> None:
     """The main job: the demo app's whole pipeline (provision, wait-ready, seed, test, teardown) on the local cluster.
@@ -73,6 +86,12 @@ def demo(session: nox.Session) -> None:
     path = str(kubeconfig).strip().splitlines()[-1]
     bin_dir = session.run("bash", "envci/localcluster/build.sh", "--print-dir", external=True, silent=True)
     env = {"KUBECONFIG": path, "PATH": f"{str(bin_dir).strip()}{os.pathsep}{os.environ['PATH']}", **demo_environment(dict(os.environ))}
+    missing = missing_images(session, str(Path(str(bin_dir).strip()) / "kubectl"), path, DEMO_IMAGES)
+    if missing:
+        session.error(
+            f"the cluster's node does not hold the demo's image(s) {', '.join(missing)}; nothing can be pulled here, so build and "
+            "load them (built once, then cached): `envci cluster load-image $(python -m envci.images build)`"
+        )
     session.chdir("examples/demo")
     session.run("python", "-m", "envci.cli", "up", *session.posargs, env=env)
 
