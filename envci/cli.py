@@ -84,8 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--closed-prs", action="store_true", help="also reap environments whose PR/MR is closed (needs ENVCI_GITHUB_TOKEN or ENVCI_GITLAB_TOKEN)")
     p = add("extend", "push an environment's expiry")
     p.add_argument("--ttl", required=True, help="new lifetime from now, e.g. 2h")
-    p = add("cluster", "the embedded local cluster: up | down | status | kubeconfig", config=False)
-    p.add_argument("action", choices=("up", "down", "status", "kubeconfig"))
+    p = add("cluster", "the embedded local cluster: up | down | status | kubeconfig | load-image ARCHIVE...", config=False)
+    p.add_argument("action", choices=("up", "down", "status", "kubeconfig", "load-image"))
+    p.add_argument("archives", nargs="*", metavar="ARCHIVE", help="load-image: image archives to import into the node (docker save or OCI layout)")
     return parser
 
 
@@ -131,7 +132,7 @@ def run(args: argparse.Namespace, rep: Reporter) -> int:
     if cmd == "cluster":
         from envci.localcluster.command import main as cluster_main
 
-        return cluster_main(args.action, args.output)
+        return cluster_main(args.action, args.output, args.archives)
     if cmd == "schema":
         from envci.config.reference import markdown
         from envci.config.schema import schema

@@ -77,17 +77,18 @@ class LayerContents:
         info.linkname = target
         self._put(info, None)
 
-    def add_tree(self, root: Path, dest: str, *, uid: int = 0, gid: int = 0) -> None:
+    def add_tree(self, root: Path, dest: str, *, uid: int = 0, gid: int = 0, exclude: Callable[[str], bool] = lambda _n: False) -> None:
         """Copy a directory tree to `dest`, keeping modes and symlinks; owners become `uid`/`gid`.
 
-        Hard links are copied as separate files: trees added this way are small (an app, a staging dir).
+        `exclude(name)` skips files and directories by name (caches such as `__pycache__`). Hard links
+        are copied as separate files: trees added this way are small (an app, a staging dir).
         """
         self.add_dir(dest, mode=stat.S_IMODE(root.stat().st_mode), uid=uid, gid=gid)
         for dirpath, dirnames, filenames in os.walk(root):
-            dirnames.sort()
+            dirnames[:] = sorted(n for n in dirnames if not exclude(n))
             base = Path(dirpath)
             rel = base.relative_to(root)
-            for name in sorted(dirnames + filenames):
+            for name in sorted(dirnames + [f for f in filenames if not exclude(f)]):
                 src = base / name
                 path = f"{dest}/{rel / name}" if str(rel) != "." else f"{dest}/{name}"
                 st = src.lstat()

@@ -104,6 +104,8 @@ def _tar_problem(e: BaseException) -> str:
         return f"truncated tar: {text}"
     if "empty file" in text:
         return "empty file"
+    if "could not be opened successfully" in text:
+        return "not a tar file, nor a gzip, bzip2 or xz compressed one"
     return text
 
 

@@ -1,4 +1,4 @@
-"""`envci cluster up|down|status|kubeconfig`: the local cluster from the command line.
+"""`envci cluster up|down|status|kubeconfig|load-image`: the local cluster from the command line.
 
 Progress goes to stderr; stdout carries only the result, so `export KUBECONFIG=$(envci cluster up)`
 works (the kubeconfig path is the last line `up` prints).
@@ -10,12 +10,14 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from functools import partial
+from pathlib import Path
 from typing import Any
 
-from envci.errors import EnvciError, ExitCode
+from envci.errors import ConfigError, EnvciError, ExitCode
 from envci.localcluster import cluster
 
-ACTIONS = ("up", "down", "status", "kubeconfig")
+ACTIONS = ("up", "down", "status", "kubeconfig", "load-image")
 
 
 def _format_status(info: dict[str, Any]) -> str:
@@ -65,12 +67,37 @@ def _kubeconfig(output: str) -> int:
     return ExitCode.OK
 
 
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _load_image(archives: Sequence[str], output: str) -> int:
+    """Validate every archive, then import each into the real node's containerd."""
+    from envci.images import containerd
+
+    if not archives:
+        raise ConfigError("load-image needs at least one archive", field="ARCHIVE", hint="envci cluster load-image image.tar [more.tar ...] (docker save or OCI layout)")
+    loaded = containerd.load_archives(
+        [Path(a) for a in archives], containerd.default_containerd_socket(), containerd.default_ctr(), progress=_stderr
+    )
+    rows = [{"archive": str(path), "images": list(image.names)} for path, images in loaded.items() for image in images]
+    if output == "json":
+        print(json.dumps(rows, indent=2))
+    else:
+        for row in rows:
+            print(f"{', '.join(row['images']) or '(unnamed image)'}\t{row['archive']}")
+    return ExitCode.OK
+
+
 HANDLERS = {"up": _up, "down": _down, "status": _status, "kubeconfig": _kubeconfig}
 
 
-def main(action: str, output: str = "text") -> int:
+def main(action: str, output: str = "text", archives: Sequence[str] = ()) -> int:
     """Run one cluster action; returns an `ExitCode` (errors are printed, not raised)."""
-    handler = HANDLERS.get(action)
+    handler = partial(_load_image, archives) if action == "load-image" else HANDLERS.get(action)
+    if archives and action != "load-image":
+        print(f"error: `cluster {action}` takes no archive arguments; did you mean `cluster load-image`?", file=sys.stderr)
+        return ExitCode.BAD_INPUT
     if handler is None:
         print(f"error: unknown cluster action {action!r}; expected one of {', '.join(ACTIONS)}", file=sys.stderr)
         return ExitCode.BAD_INPUT
@@ -86,10 +113,11 @@ def main(action: str, output: str = "text") -> int:
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m envci.localcluster.command", description=__doc__)
     parser.add_argument("action", choices=ACTIONS)
+    parser.add_argument("archives", nargs="*", metavar="ARCHIVE", help="load-image: image archives (docker save or OCI layout)")
     parser.add_argument("-o", "--output", choices=("text", "json"), default="text")
     return parser.parse_args(argv)
 
 
 if __name__ == "__main__":
     args = _parse(None)
-    sys.exit(main(args.action, args.output))
+    sys.exit(main(args.action, args.output, args.archives))

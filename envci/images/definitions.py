@@ -1,0 +1,146 @@
+"""The project's images, as data: which layers each is made of, its runtime config, which archive holds it.
+
+Image names are a contract: the local cluster, the demo's charts and the tests refer to them verbatim.
+Every image is built offline (see `build`): nothing here names a registry to pull from.
+
+The Debian-based images (postgres, demo-api, envci) start from ONE base layer, so containerd stores it once
+however many of them a node runs; they travel in one archive (`bookworm.tar`) that holds the base once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from envci import __version__
+from envci.images.archive import ImageConfig
+
+DEBIAN_SUITE = "bookworm"
+DEBIAN_MIRROR = "http://deb.debian.org/debian"
+PYTHON_VERSION = "3.11"
+"""Debian bookworm's python3; wheels for the envci image are chosen for it."""
+
+APP_UID = 10001
+"""The non-root user (`app`) that demo-api and envci run as; created in the base layer."""
+
+BASE_PACKAGES = ("python3", "python3-psycopg", "postgresql-15", "ca-certificates", "netbase")
+"""What every Debian-based image shares. `netbase` gives /etc/services and /etc/protocols to resolvers."""
+
+BASE_EXCLUDES = (
+    "usr/share/doc/*",
+    "usr/share/man/*",
+    "usr/share/info/*",
+    "usr/share/locale/*",
+    "usr/share/lintian/*",
+)
+"""dpkg path excludes: documentation and translations nobody reads inside a container."""
+
+BASE_KEEP = ("usr/share/doc/*/copyright",)
+"""dpkg path includes that win over the excludes: licences stay with the software."""
+
+BASE_REMOVE = (
+    # postgres loads its JIT provider on demand and runs without it (the image sets jit=off);
+    # LLVM and z3, pulled in only for it, are more than half the base.
+    "usr/lib/x86_64-linux-gnu/libLLVM-*",
+    "usr/lib/x86_64-linux-gnu/libz3.so*",
+    "usr/lib/postgresql/15/lib/bitcode",
+    "usr/lib/postgresql/15/lib/llvmjit*",
+    # The cluster the package creates at install time: the entrypoint initialises its own.
+    "var/lib/postgresql/15",
+    "etc/postgresql/15",
+    # Locale sources: C.UTF-8 is built into glibc and is what the images use.
+    "usr/share/i18n",
+    # Install-time logs and caches: they hold timestamps and are of no use at run time.
+    "var/log/*",
+    "var/cache/debconf/*-old",
+    "var/lib/dpkg/*-old",
+    "var/cache/ldconfig/aux-cache",
+)
+"""Paths (globs, relative to the root) deleted after installation."""
+
+PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+@dataclass(frozen=True)
+class ImageDef:
+    """One image: its name, its layers by id (bottom-up, see `build.LAYER_BUILDERS`), its config, its archive."""
+
+    name: str
+    layers: tuple[str, ...]
+    config: ImageConfig
+    archive: str
+    """File stem of the archive that holds it; images sharing a base share an archive."""
+    needs: tuple[str, ...] = field(default=())
+    """Binaries from the local cluster's bin dir that go into it."""
+
+
+IMAGES: tuple[ImageDef, ...] = (
+    ImageDef(
+        "envci.local/pause:3.10",
+        ("pause",),
+        ImageConfig(entrypoint=("/pause",), user="65535:65535"),
+        archive="pause",
+    ),
+    ImageDef(
+        "envci.local/busybox:1",
+        ("busybox",),
+        ImageConfig(cmd=("sh",), env={"PATH": PATH}),
+        archive="busybox",
+    ),
+    ImageDef(
+        "envci.local/coredns:1.15.0",
+        ("coredns",),
+        ImageConfig(entrypoint=("/coredns",), exposed_ports=("53/tcp", "53/udp")),
+        archive="coredns",
+        needs=("coredns",),
+    ),
+    ImageDef(
+        "envci.local/postgres:15",
+        ("debian-base", "postgres"),
+        ImageConfig(
+            entrypoint=("/usr/local/bin/postgres-entrypoint",),
+            env={"PATH": f"/usr/lib/postgresql/15/bin:{PATH}", "PGDATA": "/var/lib/postgresql/data", "LANG": "C.UTF-8"},
+            exposed_ports=("5432/tcp",),
+        ),
+        archive="bookworm",
+    ),
+    ImageDef(
+        "envci.local/demo-api:dev",
+        ("debian-base", "demo-api"),
+        ImageConfig(
+            cmd=("python3", "/app/api.py"),
+            env={"PATH": PATH, "LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"},
+            user=f"{APP_UID}:{APP_UID}",
+            working_dir="/app",
+            exposed_ports=("8080/tcp",),
+        ),
+        archive="bookworm",
+    ),
+    ImageDef(
+        f"envci.local/envci:{__version__}",
+        ("debian-base", "kube-tools", "envci"),
+        ImageConfig(
+            entrypoint=("envci",),
+            cmd=("--help",),
+            env={"PATH": PATH, "LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1", "HOME": "/home/app"},
+            user=f"{APP_UID}:{APP_UID}",
+            working_dir="/home/app",
+        ),
+        archive="bookworm",
+        needs=("helm", "kubectl"),
+    ),
+)
+
+
+def archives() -> dict[str, list[ImageDef]]:
+    """Archive stem -> its images, in definition order."""
+    out: dict[str, list[ImageDef]] = {}
+    for image in IMAGES:
+        out.setdefault(image.archive, []).append(image)
+    return out
+
+
+def image_named(name: str) -> ImageDef:
+    for image in IMAGES:
+        if image.name == name:
+            return image
+    raise KeyError(f"no image {name!r}; the project builds {', '.join(i.name for i in IMAGES)}")

@@ -1,0 +1,148 @@
+"""Loading archives into containerd: validation first, only what is missing, clear errors when the node is down.
+
+`ctr` is replaced by a small script that records its arguments and answers `images ls -q` from a file,
+so these tests run the real subprocess path without a containerd.
+"""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import pytest
+
+from envci.errors import ConfigError, ExitCode, InfrastructureError, NotReadyError
+from envci.images.archive import Image, write_archive
+from envci.images.containerd import archives_to_import, ensure_loaded, load_archives, normalize_reference
+from envci.images.layer import LayerContents, write_layer
+from envci.images.reader import ArchiveImage
+from envci.localcluster import command
+
+FAKE_CTR = """#!/bin/sh
+echo "$@" >> "{calls}"
+case "$*" in
+  *" images ls -q") cat "{present}" ;;
+  *" images import "*) [ -n "$CTR_FAIL" ] && {{ echo "ctr: content digest mismatch" >&2; exit 1; }}; true ;;
+esac
+"""
+
+
+@pytest.fixture()
+def node(tmp_path: Path) -> dict[str, Path]:
+    calls, present = tmp_path / "calls", tmp_path / "present"
+    calls.write_text("")
+    present.write_text("")
+    ctr = tmp_path / "ctr"
+    ctr.write_text(FAKE_CTR.format(calls=calls, present=present))
+    ctr.chmod(ctr.stat().st_mode | stat.S_IXUSR)
+    socket = tmp_path / "containerd.sock"
+    socket.write_text("")  # only its existence is checked before calling ctr
+    return {"ctr": ctr, "socket": socket, "calls": calls, "present": present}
+
+
+def _archive(tmp_path: Path, *names: str) -> Path:
+    c = LayerContents()
+    c.add_file("x", "-".join(names).encode())
+    layer = write_layer(c, tmp_path / f"{names[0].replace('/', '_')}.layer")
+    return write_archive([Image(n, (layer,)) for n in names], tmp_path / f"{names[0].replace('/', '_')}.tar").path
+
+
+def _imports(node: dict[str, Path]) -> list[str]:
+    return [line.split()[-1] for line in node["calls"].read_text().splitlines() if " images import " in line]
+
+
+@pytest.mark.parametrize(
+    ("name", "stored"),
+    [
+        ("busybox", "docker.io/library/busybox:latest"),
+        ("busybox:1", "docker.io/library/busybox:1"),
+        ("me/app:2", "docker.io/me/app:2"),
+        ("envci.local/pause:3.10", "envci.local/pause:3.10"),
+        ("localhost:5000/a", "localhost:5000/a:latest"),
+        ("localhost/a:1", "localhost/a:1"),
+        ("ghcr.io/o/r@sha256:abc", "ghcr.io/o/r@sha256:abc"),
+    ],
+)
+def test_names_are_compared_as_containerd_stores_them(name: str, stored: str) -> None:
+    assert normalize_reference(name) == stored
+
+
+def test_only_archives_bringing_a_missing_image_are_imported() -> None:
+    def img(*names: str) -> ArchiveImage:
+        return ArchiveImage(names, "sha256:0", 1, "docker")
+
+    contents = {
+        Path("pause.tar"): [img("envci.local/pause:3.10")],
+        Path("two.tar"): [img("envci.local/a:1"), img("envci.local/b:1")],
+        Path("hub.tar"): [img("busybox:1")],
+        Path("unnamed.tar"): [img()],
+    }
+    present = ["envci.local/pause:3.10", "envci.local/a:1", "docker.io/library/busybox:1"]
+    assert archives_to_import(contents, present) == [Path("two.tar"), Path("unnamed.tar")]
+
+
+def test_ensure_loaded_imports_what_is_missing_then_nothing(tmp_path: Path, node: dict[str, Path]) -> None:
+    pause = _archive(tmp_path, "envci.local/pause:3.10")
+    dns = _archive(tmp_path, "envci.local/coredns:1.15.0")
+    node["present"].write_text("envci.local/pause:3.10\n")
+
+    assert ensure_loaded([pause, dns], node["socket"], node["ctr"]) == [dns]
+    assert _imports(node) == [str(dns)]
+    assert f"--address {node['socket']} --namespace k8s.io images import --all-platforms {dns}" in node["calls"].read_text()
+
+    node["present"].write_text("envci.local/pause:3.10\nenvci.local/coredns:1.15.0\n")
+    assert ensure_loaded([pause, dns], node["socket"], node["ctr"]) == []
+    assert _imports(node) == [str(dns)]
+
+
+def test_one_bad_archive_loads_nothing(tmp_path: Path, node: dict[str, Path]) -> None:
+    good = _archive(tmp_path, "envci.local/a:1")
+    bad = tmp_path / "bad.tar"
+    bad.write_bytes(b"\0" * 10)
+    with pytest.raises(ConfigError, match="bad.tar"):
+        load_archives([good, bad], node["socket"], node["ctr"])
+    assert node["calls"].read_text() == ""
+
+
+def test_no_socket_means_the_node_is_not_running(tmp_path: Path, node: dict[str, Path]) -> None:
+    node["socket"].unlink()
+    with pytest.raises(NotReadyError, match="real node is not running") as info:
+        load_archives([_archive(tmp_path, "envci.local/a:1")], node["socket"], node["ctr"])
+    assert info.value.hint == "run `envci cluster up`"
+
+
+def test_a_failed_import_is_an_infrastructure_error_with_ctr_s_words(tmp_path: Path, node: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CTR_FAIL", "1")
+    with pytest.raises(InfrastructureError, match="content digest mismatch"):
+        load_archives([_archive(tmp_path, "envci.local/a:1")], node["socket"], node["ctr"])
+
+
+def _cli(monkeypatch: pytest.MonkeyPatch, node: dict[str, Path], *argv: str) -> int:
+    from envci.images import containerd
+
+    monkeypatch.setattr(containerd, "default_containerd_socket", lambda: node["socket"])
+    monkeypatch.setattr(containerd, "default_ctr", lambda: node["ctr"])
+    return command.main("load-image", "json", list(argv))
+
+
+def test_cluster_load_image_prints_what_it_loaded(tmp_path: Path, node: dict[str, Path], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    archive = _archive(tmp_path, "envci.local/a:1", "envci.local/b:1")
+    assert _cli(monkeypatch, node, str(archive)) == ExitCode.OK
+    assert json.loads(capsys.readouterr().out) == [
+        {"archive": str(archive), "images": ["envci.local/a:1"]},
+        {"archive": str(archive), "images": ["envci.local/b:1"]},
+    ]
+    assert _imports(node) == [str(archive)]
+
+
+def test_cluster_load_image_exit_codes(tmp_path: Path, node: dict[str, Path], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    empty = tmp_path / "empty.tar"
+    empty.write_bytes(b"")
+    assert _cli(monkeypatch, node, str(empty)) == ExitCode.BAD_INPUT
+    assert "empty.tar: not a readable tar archive (empty file)" in capsys.readouterr().err
+    assert _cli(monkeypatch, node) == ExitCode.BAD_INPUT
+    node["socket"].unlink()
+    assert _cli(monkeypatch, node, str(_archive(tmp_path, "envci.local/a:1"))) == ExitCode.NOT_READY
+    assert "run `envci cluster up`" in capsys.readouterr().err
+    assert _imports(node) == []
