@@ -87,6 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("cluster", "the embedded local cluster: up | down | status | kubeconfig | load-image ARCHIVE...", config=False)
     p.add_argument("action", choices=("up", "down", "status", "kubeconfig", "load-image"))
     p.add_argument("archives", nargs="*", metavar="ARCHIVE", help="load-image: image archives to import into the node (docker save or OCI layout)")
+    p.add_argument(
+        "--nodes", choices=("real", "simulated"), default="real",
+        help="real: one real node, containers run (cluster `envci`); simulated: kwok nodes, nothing runs "
+        "(cluster `envci-sim`, for scale tests and charts whose images cannot be pulled); both can run at once",
+    )
     return parser
 
 
@@ -132,7 +137,7 @@ def run(args: argparse.Namespace, rep: Reporter) -> int:
     if cmd == "cluster":
         from envci.localcluster.command import main as cluster_main
 
-        return cluster_main(args.action, args.output, args.archives)
+        return cluster_main(args.action, args.output, args.archives, flavour=args.nodes)
     if cmd == "schema":
         from envci.config.reference import markdown
         from envci.config.schema import schema

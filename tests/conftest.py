@@ -1,8 +1,12 @@
-"""Shared fixtures: a cluster for the session, a namespace per test, kwok log/exec/port-forward helpers.
+"""Shared fixtures: clusters for the session, a namespace per test, kwok log/exec/port-forward helpers.
 
-The cluster is the embedded local one (`envci.localcluster.up()`), or a real one when
-ENVCI_TEST_KUBECONFIG names its kubeconfig. It is left running at the end: the next session reuses
-it in under a second, and `envci cluster down` removes it.
+Two embedded local clusters serve the tests (or a real one when ENVCI_TEST_KUBECONFIG names its
+kubeconfig, for both fixtures):
+- `kubeconfig`: the simulated flavour (kwok nodes): stage logic, scale, and kwok's fault stages;
+- `real_kubeconfig`: the real node, where containers run: images, networking, DNS, probes, logs,
+  exec and port-forward as the kubelet does them.
+They are left running at the end: the next session reuses them in seconds, and
+`envci cluster down [--nodes simulated]` removes them.
 """
 
 from __future__ import annotations
@@ -56,12 +60,43 @@ def kubeconfig() -> Iterator[str]:
                 _prepend_path(mp, bin_dir)
         else:
             try:
-                path = str(localcluster.up())
+                path = str(localcluster.up(localcluster.Settings(flavour="simulated")))
             except localcluster.BinariesUnavailable as e:
                 pytest.skip(f"no local cluster: {e.message} (set ENVCI_TEST_KUBECONFIG to use a real cluster)")
             _prepend_path(mp, localcluster.binaries_dir())
         mp.setenv("KUBECONFIG", path)
         yield path
+
+
+@pytest.fixture(scope="session")
+def real_kubeconfig() -> Iterator[str]:
+    """Path of a kubeconfig for the local cluster with a real node (containers run); the built
+    kubectl, helm and ctr come first on PATH. Not exported as KUBECONFIG: tests pass it explicitly,
+    so simulated-cluster tests in the same session keep theirs."""
+    with pytest.MonkeyPatch.context() as mp:
+        real = os.environ.get("ENVCI_TEST_KUBECONFIG")
+        if real:
+            path = real
+        else:
+            try:
+                path = str(localcluster.up(localcluster.Settings(flavour="real")))
+            except localcluster.BinariesUnavailable as e:
+                pytest.skip(f"no local cluster: {e.message} (set ENVCI_TEST_KUBECONFIG to use a real cluster)")
+        bin_dir = localcluster.binaries_dir()
+        if bin_dir.is_dir():
+            _prepend_path(mp, bin_dir)
+        yield path
+
+
+@pytest.fixture(scope="session")
+def real_api_client(real_kubeconfig: str) -> client.ApiClient:
+    return config.new_client_from_config(config_file=real_kubeconfig)
+
+
+@pytest.fixture
+def real_namespace(request: pytest.FixtureRequest, real_api_client: client.ApiClient) -> Iterator[str]:
+    """A fresh namespace on the real-node cluster for one test, deleted afterwards."""
+    yield from _namespace_for(request, real_api_client)
 
 
 @pytest.fixture(scope="session")
@@ -91,6 +126,10 @@ def _wait_for_default_service_account(core: client.CoreV1Api, name: str, timeout
 @pytest.fixture
 def namespace(request: pytest.FixtureRequest, api_client: client.ApiClient) -> Iterator[str]:
     """A fresh namespace for one test, labelled created-by=envci-tests, deleted afterwards."""
+    yield from _namespace_for(request, api_client)
+
+
+def _namespace_for(request: pytest.FixtureRequest, api_client: client.ApiClient) -> Iterator[str]:
     core = client.CoreV1Api(api_client)
     name = namespace_name(request.node.name, "".join(secrets.choice(_SUFFIX_ALPHABET) for _ in range(5)))
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels=dict(CREATED_BY))))

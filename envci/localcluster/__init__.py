@@ -1,7 +1,8 @@
-"""The embedded local Kubernetes cluster: real control plane, nodes and pods simulated by kwok.
+"""The embedded local Kubernetes cluster: a real control plane with a real node (containerd, kubelet,
+kube-proxy, CoreDNS), or, as a second cluster beside it, nodes and pods simulated by kwok.
 
 `up()` returns a kubeconfig path in seconds once build.sh has cached the binaries; `down()` removes
-every process and file the cluster made. See docs/localcluster.md.
+every process, mount, link, route, iptables chain and file the cluster made. See docs/localcluster.md.
 """
 
 from __future__ import annotations

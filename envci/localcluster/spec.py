@@ -17,7 +17,16 @@ from typing import Any
 import yaml
 
 CLUSTER_NAME = "envci"
-"""kwokctl cluster name; one local cluster per user, shared by every checkout and test session."""
+"""The real-node cluster's kwokctl name; one per host, shared by every checkout and test session."""
+SIMULATED_NAME = "envci-sim"
+"""The simulated (kwok-only) cluster's name: it runs beside the real one, with its own ports and kubeconfig."""
+REAL = "real"
+SIMULATED = "simulated"
+FLAVOURS: tuple[str, ...] = (REAL, SIMULATED)
+
+
+def cluster_name(flavour: str) -> str:
+    return SIMULATED_NAME if flavour == SIMULATED else CLUSTER_NAME
 
 KWOK_API_VERSION = "kwok.x-k8s.io/v1alpha1"
 SIMULATE_LABEL = "envci.io/simulate"
@@ -40,10 +49,14 @@ COMPONENT_FLAGS: tuple[tuple[str, str], ...] = (
     ("--etcd-binary", "etcd"),
 )
 BINARIES: tuple[str, ...] = (
-    "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "etcd", "kwok", "kwokctl", "helm",
+    "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kubelet", "kube-proxy", "etcd",
+    "kwok", "kwokctl", "helm", "containerd", "containerd-shim-runc-v2", "ctr", "coredns",
 )
 
-_KEY_RE = re.compile(r"^k8s-(?P<kubernetes>[^_]+)_etcd-(?P<etcd>[^_]+)_kwok-(?P<kwok>[^_]+)_helm-(?P<helm>[^_]+)$")
+_KEY_RE = re.compile(
+    r"^k8s-(?P<kubernetes>[^_]+)_etcd-(?P<etcd>[^_]+)_kwok-(?P<kwok>[^_]+)_helm-(?P<helm>[^_]+)"
+    r"_containerd-(?P<containerd>[^_]+)_coredns-(?P<coredns>[^_]+)$"
+)
 
 
 @dataclass(frozen=True)
@@ -52,6 +65,8 @@ class Layout:
 
     bin_dir: Path
     """Built binaries, in a directory named by every pinned version (build.sh --print-dir)."""
+    name: str = CLUSTER_NAME
+    """The kwokctl cluster name: `envci` (real node) or `envci-sim` (simulated nodes)."""
 
     @property
     def cache_root(self) -> Path:
@@ -65,7 +80,7 @@ class Layout:
 
     @property
     def cluster_dir(self) -> Path:
-        return self.kwok_workdir / "clusters" / CLUSTER_NAME
+        return self.kwok_workdir / "clusters" / self.name
 
     @property
     def kubeconfig(self) -> Path:
@@ -79,7 +94,7 @@ class Layout:
 
     @property
     def lock_file(self) -> Path:
-        return self.cache_root / ".lock"
+        return self.cache_root / f".lock-{self.name}"
 
     @property
     def default_log_file(self) -> Path:
@@ -111,6 +126,32 @@ def create_args(layout: Layout, config: Path) -> list[str]:
     # An empty --kubeconfig keeps kwokctl from adding a context to the user's ~/.kube/config.
     args += ["--kubeconfig", "", "--timeout", "120s", "--wait", "60s"]
     return args
+
+
+def kwokctl_config(base_text: str, patch: Mapping[str, Any]) -> str:
+    """`base_text` (a kwokctl --config file) with `patch` merged into its KwokctlConfiguration.
+
+    `patch["options"]` is merged key by key into the options; other keys (`componentsPatches`) are
+    top-level fields. Lists are appended to, so the base file keeps its own settings.
+    """
+    docs = [d for d in yaml.safe_load_all(base_text) if d]
+    target = next((d for d in docs if d.get("kind") == "KwokctlConfiguration"), None)
+    if target is None:
+        target = {"apiVersion": "config.kwok.x-k8s.io/v1alpha1", "kind": "KwokctlConfiguration", "options": {}}
+        docs.insert(0, target)
+
+    def merge(into: dict[str, Any], values: Mapping[str, Any]) -> None:
+        for key, value in values.items():
+            if isinstance(value, list) and isinstance(into.get(key), list):
+                into[key] = [*into[key], *value]
+            else:
+                into[key] = value
+
+    options = dict(target.get("options") or {})
+    merge(options, patch.get("options", {}))
+    target["options"] = options
+    merge(target, {k: v for k, v in patch.items() if k != "options"})
+    return yaml.safe_dump_all(docs, sort_keys=False)
 
 
 def fingerprint(config_text: str, bin_dir: Path) -> str:

@@ -12,7 +12,7 @@ import yaml
 from envci.localcluster import spec
 from envci.localcluster.cluster import KWOK_CONFIG
 
-BIN = Path("/cache/envci/localcluster/k8s-v1.36.3_etcd-v3.6.16_kwok-v0.8.0_helm-v3.22.0/bin")
+BIN = Path("/cache/envci/localcluster/k8s-v1.36.3_etcd-v3.6.16_kwok-v0.8.0_helm-v3.22.0_containerd-v2.4.2_coredns-v1.15.0/bin")
 LAYOUT = spec.Layout(bin_dir=BIN)
 
 
@@ -49,12 +49,15 @@ def test_fingerprint_changes_with_the_config_or_the_binaries() -> None:
 
 
 def test_versions_are_read_from_the_cache_key() -> None:
-    assert spec.versions_from_key(BIN) == {"kubernetes": "v1.36.3", "etcd": "v3.6.16", "kwok": "v0.8.0", "helm": "v3.22.0"}
+    assert spec.versions_from_key(BIN) == {
+        "kubernetes": "v1.36.3", "etcd": "v3.6.16", "kwok": "v0.8.0", "helm": "v3.22.0", "containerd": "v2.4.2", "coredns": "v1.15.0",
+    }
     assert spec.versions_from_key(Path("/elsewhere/bin")) == {}
 
 
 def test_missing_binaries_keeps_the_build_order() -> None:
-    assert spec.missing_binaries({"kubectl", "helm"}) == ["kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd", "kwok", "kwokctl"]
+    present = {"kubectl", "helm", "kubelet", "kube-proxy", "containerd", "containerd-shim-runc-v2", "ctr", "coredns"}
+    assert spec.missing_binaries(present) == ["kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd", "kwok", "kwokctl"]
     assert spec.missing_binaries(set(spec.BINARIES)) == []
 
 
