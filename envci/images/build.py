@@ -342,7 +342,7 @@ def _build_envci(ctx: Ctx, out: Path) -> Blob:
     platforms = [f"--platform={p}" for p in WHEEL_PLATFORMS]
     run_tool(
         [*pip, "install", "--target", str(site), "--only-binary=:all:", f"--python-version={d.PYTHON_VERSION}", "--implementation=cp",
-         *platforms, "--no-compile", "--no-warn-script-location", "--progress-bar=off", str(wheel)],
+         *platforms, "--no-compile", "--no-warn-script-location", "--no-warn-conflicts", "--progress-bar=off", str(wheel)],
         ctx.log, "installing envci's dependencies",
         echo=lambda line: line.startswith(("Collecting", "Successfully", "ERROR")),
     )
