@@ -192,7 +192,11 @@ def control_plane_patches(layout: NodeLayout, net: Network) -> dict[str, Any]:
         return [{"key": k, "value": v, "override": k in KWOKCTL_SETS} for k, v in pairs.items()]
 
     return {
-        "options": {"kubeApiserverCertSANs": [net.gateway, net.kubernetes_service_ip, "kubernetes.default.svc"]},
+        "options": {
+            "kubeApiserverCertSANs": [net.gateway, net.kubernetes_service_ip, "kubernetes.default.svc"],
+            # kwok's controller would take over every node, the real one included, and rewrite its status.
+            "disable": ["kwok-controller"],
+        },
         "componentsPatches": [
             {
                 "name": "kube-apiserver",
