@@ -42,9 +42,22 @@ command -v go >/dev/null || { echo "error: the Go toolchain is needed to build t
 mkdir -p "$BIN" "$OUT/src"
 start=$SECONDS
 log() { printf '[localcluster build %4ds] %s\n' "$((SECONDS - start))" "$*" >&2; }
-log "building ${missing[*]} into $BIN (cold build: about 10 minutes on 2 cores)"
+log "building ${missing[*]} into $BIN (cold build: about 9-10 minutes on 2 cores)"
 
 need() { for b in "$@"; do [[ -x "$BIN/$b" ]] || return 0; done; return 1; }
+
+# A single Go link can take minutes in silence; a line every 30 s says the build is alive.
+beat() {  # beat WHAT CMD...
+  local what="$1"; shift
+  "$@" & local pid=$!
+  while ! wait_for "$pid" 30; do log "$what: still compiling"; done
+  wait "$pid"
+}
+wait_for() {  # wait_for PID SECONDS: true once PID has exited
+  local i
+  for ((i = 0; i < $2 * 10; i++)); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done
+  return 1
+}
 
 # A wrapper module per upstream project: their own go.mod files carry relative replace directives
 # that `go install pkg@version` refuses, so we pin them from outside instead.
@@ -77,7 +90,7 @@ build_k8s() {
   for c in "${cmds[@]}"; do
     need "$c" || continue
     log "kubernetes $K8S_VERSION: compiling $c"
-    go build -trimpath -ldflags "$ld" -o "$BIN/$c.tmp" "k8s.io/kubernetes/cmd/$c"
+    beat "$c" go build -trimpath -ldflags "$ld" -o "$BIN/$c.tmp" "k8s.io/kubernetes/cmd/$c"
     mv "$BIN/$c.tmp" "$BIN/$c"
   done
 }
@@ -88,33 +101,33 @@ build_etcd() {
   cd "$dir"
   log "etcd $ETCD_VERSION: compiling"
   go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION" >/dev/null 2>&1 || go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION"
-  go build -trimpath -ldflags "-s -w" -o "$BIN/etcd.tmp" go.etcd.io/etcd/server/v3
+  beat etcd go build -trimpath -ldflags "-s -w" -o "$BIN/etcd.tmp" go.etcd.io/etcd/server/v3
   mv "$BIN/etcd.tmp" "$BIN/etcd"
 }
 
 build_kwok() {
   log "kwok $KWOK_VERSION: compiling kwok and kwokctl"
   local ld="-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION -X sigs.k8s.io/kwok/pkg/consts.KubeVersion=$K8S_VERSION"
-  GOBIN="$BIN" go install -trimpath -ldflags "$ld" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" "sigs.k8s.io/kwok/cmd/kwokctl@$KWOK_VERSION"
+  GOBIN="$BIN" beat kwok go install -trimpath -ldflags "$ld" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" "sigs.k8s.io/kwok/cmd/kwokctl@$KWOK_VERSION"
 }
 
 build_helm() {
   log "helm $HELM_VERSION: compiling"
   local ld="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
-  GOBIN="$BIN" go install -trimpath -ldflags "$ld" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+  GOBIN="$BIN" beat helm go install -trimpath -ldflags "$ld" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
 }
 
 build_containerd() {
   log "containerd $CONTAINERD_VERSION: compiling containerd, its runc shim and ctr"
   local ld="-s -w -X github.com/containerd/containerd/v2/version.Version=$CONTAINERD_VERSION"
   local m="github.com/containerd/containerd/v2/cmd"
-  GOBIN="$BIN" go install -trimpath -ldflags "$ld" "$m/containerd@$CONTAINERD_VERSION" \
+  GOBIN="$BIN" beat containerd go install -trimpath -ldflags "$ld" "$m/containerd@$CONTAINERD_VERSION" \
     "$m/containerd-shim-runc-v2@$CONTAINERD_VERSION" "$m/ctr@$CONTAINERD_VERSION"
 }
 
 build_coredns() {
   log "coredns $COREDNS_VERSION: compiling"
-  GOBIN="$BIN" go install -trimpath -ldflags "-s -w" "github.com/coredns/coredns@$COREDNS_VERSION"
+  GOBIN="$BIN" beat coredns go install -trimpath -ldflags "-s -w" "github.com/coredns/coredns@$COREDNS_VERSION"
 }
 
 if need kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy; then (build_k8s); fi
