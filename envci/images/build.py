@@ -117,8 +117,13 @@ def digest_tree(root: Path, *, ignore: frozenset[str] = IGNORED_NAMES) -> str:
 
 
 def builder_digest() -> str:
-    """This package's own source: a change to how images are written rebuilds them."""
+    """This package's own source: a change to how images are written rebuilds the archives."""
     return digest_tree(PACKAGE_DIR)
+
+
+def layer_format_digest() -> str:
+    """How a layer tar is written (`layer.py`): a change there rebuilds every layer."""
+    return digest_file(PACKAGE_DIR / "layer.py")
 
 
 def key_of(material: Mapping[str, object]) -> str:
@@ -203,7 +208,7 @@ def _base_material(s: Sources) -> dict[str, object]:
 def _customize_hook() -> str:
     globs = " ".join(d.BASE_REMOVE)
     return (
-        f'cd "$1" && rm -rf -- {globs} && '
+        f'cd "$1" && rm -rf -- {globs} && find etc/ssl/certs -xtype l -delete && '
         f'chroot "$1" useradd --uid {d.APP_UID} --user-group --create-home --home-dir /home/app --shell /usr/sbin/nologin app'
     )
 
@@ -344,20 +349,35 @@ def _build_envci(ctx: Ctx, out: Path) -> Blob:
         [*pip, "install", "--target", str(site), "--only-binary=:all:", f"--python-version={d.PYTHON_VERSION}", "--implementation=cp",
          *platforms, "--no-compile", "--no-warn-script-location", "--no-warn-conflicts", "--progress-bar=off", str(wheel)],
         ctx.log, "installing envci's dependencies",
-        echo=lambda line: line.startswith(("Collecting", "Successfully", "ERROR")),
+        echo=lambda line: line.startswith(("Successfully", "ERROR")),
     )
     shutil.rmtree(site / "bin", ignore_errors=True)  # scripts with this machine's interpreter in their #!
+    _drop_direct_urls(site)
     c = LayerContents()
     c.add_tree(site, f"usr/local/lib/python{d.PYTHON_VERSION}/dist-packages", exclude=lambda name: name in IGNORED_NAMES or name.endswith(".pyc"))
     c.add_file("usr/local/bin/envci", ENVCI_SCRIPT, mode=0o755)
     return write_layer(c, out)
 
 
+def _drop_direct_urls(site: Path) -> None:
+    """pip records where a local wheel came from (a scratch path that differs on every build): forget it."""
+    for record in site.glob("*.dist-info/direct_url.json"):
+        record.unlink()
+        listing = record.with_name("RECORD")
+        if listing.is_file():
+            lines = listing.read_text().splitlines(keepends=True)
+            listing.write_text("".join(line for line in lines if not line.startswith(f"{record.parent.name}/direct_url.json,")))
+
+
 @dataclass(frozen=True)
 class LayerRecipe:
+    """How to make one layer. Its key is `material` + `version` + `layer.py`, not this whole file, so that
+    editing one recipe does not re-run mmdebstrap for the base: bump `version` when `build` changes."""
+
     material: Callable[[Sources], Mapping[str, object]]
-    """Everything that decides the layer's bytes; hashed into its key."""
+    """Everything outside the code that decides the layer's bytes; hashed into its key."""
     build: Callable[[Ctx, Path], Blob]
+    version: int = 1
 
 
 LAYERS: dict[str, LayerRecipe] = {
@@ -369,7 +389,7 @@ LAYERS: dict[str, LayerRecipe] = {
     "kube-tools": LayerRecipe(lambda s: {"bin": str(s.bins()), "tools": ["helm", "kubectl"]}, _build_kube_tools),
     "postgres": LayerRecipe(lambda s: {"entrypoint": digest_file(FILES / "postgres-entrypoint.sh")}, _build_postgres),
     "demo-api": LayerRecipe(lambda s: {"tree": digest_tree(s.demo_dir())}, _build_demo_api),
-    "envci": LayerRecipe(_envci_inputs, _build_envci),
+    "envci": LayerRecipe(_envci_inputs, _build_envci, version=2),
 }
 
 
@@ -413,7 +433,10 @@ def plan(sources: Sources, only: Sequence[str] = ()) -> Plan:
     archives = select(only)
     layers = sorted({layer for images in archives.values() for image in images for layer in image.layers})
     builder = builder_digest()
-    layer_keys = {layer: key_of({"layer": layer, "builder": builder, **LAYERS[layer].material(sources)}) for layer in layers}
+    fmt = layer_format_digest()
+    layer_keys = {
+        layer: key_of({"layer": layer, "version": LAYERS[layer].version, "format": fmt, **LAYERS[layer].material(sources)}) for layer in layers
+    }
     material = {
         "builder": builder,
         "layers": layer_keys,

@@ -49,6 +49,10 @@ BASE_REMOVE = (
     "etc/postgresql/15",
     # Locale sources: C.UTF-8 is built into glibc and is what the images use.
     "usr/share/i18n",
+    # The self-signed "snakeoil" key ssl-cert generates at install time: a private key baked into an
+    # image is shared by everyone who pulls it, and a random one makes the layer differ on every build.
+    "etc/ssl/private/ssl-cert-snakeoil.key",
+    "etc/ssl/certs/ssl-cert-snakeoil.pem",
     # Install-time logs and caches: they hold timestamps and are of no use at run time.
     "var/log/*",
     "var/cache/debconf/*-old",

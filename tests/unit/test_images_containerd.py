@@ -122,6 +122,7 @@ def _cli(monkeypatch: pytest.MonkeyPatch, node: dict[str, Path], *argv: str) -> 
     from envci.images import containerd
 
     monkeypatch.setattr(containerd, "default_containerd_socket", lambda: node["socket"])
+    monkeypatch.setattr(command.cluster, "containerd_socket", lambda: node["socket"], raising=False)
     monkeypatch.setattr(containerd, "default_ctr", lambda: node["ctr"])
     return command.main("load-image", "json", list(argv))
 
