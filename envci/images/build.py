@@ -496,5 +496,22 @@ def build(sources: Sources, only: Sequence[str] = (), log: Log | None = None) ->
             for i in images:
                 index[i.name] = {"archive": path.name, "layers": [blobs[layer].digest for layer in i.layers]}
         (p.out_dir / "images.json").write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+        _prune(p, set(index), say)
     say(f"done in {time.monotonic() - started:.0f} s: {p.out_dir}")
     return paths
+
+
+def _prune(p: Plan, names: set[str], say: Log) -> None:
+    """Delete older builds of the same selection of images: each source change would otherwise leave
+    another half-gigabyte behind. Builds of other selections (`--only`) are left alone."""
+    for other in p.out_dir.parent.iterdir():
+        index = other / "images.json"
+        if other == p.out_dir or not index.is_file():
+            continue
+        try:
+            same = set(json.loads(index.read_text())) == names
+        except ValueError:
+            continue
+        if same:
+            say(f"removing an older build of the same images: {other}")
+            shutil.rmtree(other, ignore_errors=True)

@@ -119,6 +119,15 @@ def test_pause_and_busybox_are_built_cached_and_reproducible(tmp_path: Path) -> 
     assert builder.build(src, [PAUSE, BUSYBOX], log=lines.append) == paths
     assert lines == [f"cached in {paths[0].parent}"]
 
+    older = paths[0].parent.with_name("0123456789abcdef0123")  # a previous build of the same images
+    shutil.copytree(paths[0].parent, older)
+    other = paths[0].parent.with_name("fedcba9876543210fedc")  # a build of another selection
+    other.mkdir()
+    (other / "images.json").write_text(json.dumps({PAUSE: {}}))
+    (paths[0].parent / "images.json").unlink()  # makes the next call build again
+    builder.build(src, [PAUSE, BUSYBOX], log=lambda _m: None)
+    assert not older.exists() and other.exists()
+
     shutil.rmtree(tmp_path / "cache")  # a cold rebuild gives the same bytes
     assert builder.build(src, [PAUSE, BUSYBOX], log=lambda _m: None)[0].read_bytes() == pause_bytes
 
