@@ -102,8 +102,9 @@ class Settings:
     lb_pool: str
     debounce: float = 0.1
     """Seconds to wait after a change for more: a Deployment rollout changes many pods at once."""
-    resync: float = 30.0
-    """Seconds between checks that the loaded chains are still in place (someone may flush them)."""
+    resync: float = 10.0
+    """Seconds between checks that the loaded chains are still in place: kube-proxy prepends its own
+    FORWARD jumps when it starts, and anyone may flush a chain; kube-proxy resyncs every 10 s too."""
 
 
 @dataclass
@@ -266,7 +267,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--bridge", default="envci0", help="the pods' bridge (default: %(default)s)")
     p.add_argument("--lb-pool", default=lb.DEFAULT_POOL, help="LoadBalancer addresses (default: %(default)s)")
     p.add_argument("--debounce", type=float, default=0.1, help="seconds to let a burst of changes settle (default: %(default)s)")
-    p.add_argument("--resync", type=float, default=30.0, help="seconds between checks that the chains are in place (default: %(default)s)")
+    p.add_argument("--resync", type=float, default=10.0, help="seconds between checks that the chains are in place (default: %(default)s)")
     p.add_argument("--cleanup", action="store_true", help="remove the chains and the jump, then exit")
     return p.parse_args(argv)
 
