@@ -320,3 +320,14 @@ def _docker_save_archive(out: Path, name: str, binary: Path, entrypoint: list[st
             info = tarfile.TarInfo(path)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
+
+
+def test_a_host_that_cannot_run_a_second_node_is_told_why(real_kubeconfig: str) -> None:
+    """The running node holds the kubelet's ports: the host check names each one and what to do,
+    before anything is changed."""
+    layout = cluster.node_layout(cluster._layout("real"))
+    found = node.problems(layout, nodespec.Network())
+    assert any("TCP port 10250 is in use" in p and "--nodes simulated" in p for p in found), found
+    with pytest.raises(node.HostUnsuitable) as ei:
+        node.check_host(layout, nodespec.Network())
+    assert "nothing was changed" in str(ei.value)
