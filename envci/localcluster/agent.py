@@ -4,7 +4,7 @@ Started by `envci cluster up` beside the kubelet and kube-proxy, stopped (SIGTER
 down`; both commands are stable:
 
     python -m envci.localcluster.agent --kubeconfig PATH --node-ip 198.18.0.1 \\
-        --pod-cidr 198.18.0.0/17 --bridge envci0 --lb-pool 198.19.127.0/24
+        --pod-cidr 198.18.0.0/17 --bridge envci0 --lb-pool 198.19.255.0/24
 
     python -m envci.localcluster.agent --cleanup
 

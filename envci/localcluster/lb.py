@@ -1,7 +1,7 @@
 """Pure: which address each LoadBalancer Service of the local cluster gets.
 
 A real cloud gives a LoadBalancer Service an address from its own network; the local cluster gives
-one from a pool on the node (by default 198.19.127.0/24, inside the Service range, so the host's
+one from a pool on the node (by default 198.19.255.0/24, outside the Service ranges, routed like them, so the host's
 route for that range keeps every address on this machine). kube-proxy then programs the address like
 any LoadBalancer ingress IP; nothing else is needed to reach it from the host or from pods.
 
@@ -32,7 +32,7 @@ Obj = Mapping[str, Any]
 Key = tuple[str, str]
 """(namespace, name)"""
 
-DEFAULT_POOL = "198.19.127.0/24"
+DEFAULT_POOL = "198.19.255.0/24"
 
 
 @dataclass(frozen=True)

@@ -60,11 +60,12 @@ class Network:
     pod_range_start: str = "198.18.1.1"
     pod_range_end: str = "198.18.127.254"
     service_range: str = "198.19.0.0/17"
-    """Given to kube-apiserver and kube-controller-manager; the simulated cluster uses 198.19.128.0/17."""
+    """Given to kube-apiserver and kube-controller-manager; the simulated cluster uses 198.19.128.0/18."""
     kubernetes_service_ip: str = "198.19.0.1"
     dns_ip: str = "198.19.0.10"
-    lb_pool: str = "198.19.127.0/24"
-    """LoadBalancer addresses: inside the Service range, so the host route keeps them on the machine."""
+    lb_pool: str = "198.19.255.0/24"
+    """LoadBalancer addresses: outside both clusters' Service ranges (the API server never hands one out as a
+    ClusterIP) and inside the routed range, so the host route keeps them on the machine."""
     routed: str = "198.19.0.0/16"
     """Routed to the bridge on the host: Service addresses never follow the default route, even when
     kube-proxy is down (an `unreachable` route would also stop host -> ClusterIP, whose DNAT happens
@@ -221,10 +222,10 @@ def control_plane_patches(layout: NodeLayout, net: Network) -> dict[str, Any]:
 
 
 def simulated_patches() -> dict[str, Any]:
-    """The simulated cluster's Service range: 198.19.128.0/17, beside the real node's, never 10/8."""
+    """The simulated cluster's Service range: 198.19.128.0/18, beside the real node's, never 10/8."""
     return {
         "componentsPatches": [
-            {"name": name, "extraArgs": [{"key": "service-cluster-ip-range", "value": "198.19.128.0/17", "override": False}]}
+            {"name": name, "extraArgs": [{"key": "service-cluster-ip-range", "value": "198.19.128.0/18", "override": False}]}
             for name in ("kube-apiserver", "kube-controller-manager")
         ],
     }

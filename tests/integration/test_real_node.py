@@ -20,6 +20,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import pytest
 from kubernetes import client
 
 from envci.config.model import NamespaceSettings
