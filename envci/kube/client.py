@@ -227,6 +227,9 @@ class Kube:
             return f"(no logs: {status_message(e)})"
         except (urllib3.exceptions.HTTPError, OSError) as e:
             return f"(no logs: {e})"
+        if previous and (text or "").startswith("unable to retrieve container logs"):
+            # The kubelet answers this, with success, for an instance it has already removed.
+            return self.log_tail(namespace, pod, container, lines)
         return truncate(redact(text or ""), 4000)
 
     def wait_for_pod_change(self, namespace: str, seconds: int) -> None:

@@ -27,7 +27,7 @@ IMAGE_PULL_WAITING = frozenset({"ImagePullBackOff", "ErrImagePull"})
 # A Secret/ConfigMap created a moment later by an operator heals these: `Rules.create_error_grace`.
 CREATE_WAITING = frozenset({"CreateContainerConfigError", "CreateContainerError"})
 # Reasons that only say "not there yet"; a hint with a more specific reason explains more.
-_GENERIC = frozenset({"Pending", "Progressing", "Running", "ContainerCreating", "PodInitializing"})
+_GENERIC = frozenset({"Pending", "Progressing", "Running", "ContainerCreating", "PodInitializing", "Settling"})
 
 _ORDER: dict[str, int] = {"failed": 0, "progressing": 1, "ready": 2}
 # The Progressing condition names the new ReplicaSet: 'ReplicaSet "web-7c5ddbdf54" is progressing.',
@@ -74,6 +74,13 @@ class Rules:
     Between two crashes a restarted container runs, and without a readiness probe it is even
     ready, for a moment; judging it by that moment would let a crash loop pass as ready. An
     instance that stays up past the kubelet's early back-offs is not looping any more."""
+
+    settle: timedelta = timedelta(seconds=5)
+    """A pod counts as ready once it has stayed Ready this long, as with a Deployment's minReadySeconds.
+
+    A container without a readiness probe is Ready the moment it starts: one that exits a moment
+    later (a missing setting, a bad flag) is Ready for that moment, and its Deployment counts it as
+    available. Waiting a few seconds lets the crash show; without it a crash loop passes as ready."""
 
     unschedulable_grace: timedelta = timedelta(seconds=30)
     """A pod no node can take fails after this long, measured from its PodScheduled transition.
@@ -422,7 +429,12 @@ def assess_pod(pod: Obj, *, now: datetime, rules: Rules = Rules()) -> Verdict:
     unschedulable = _unschedulable(pod, now, rules)
     if unschedulable is not None:
         return unschedulable
-    if _true(_cond(pod, "Ready")):
+    ready = _cond(pod, "Ready")
+    if _true(ready):
+        assert ready is not None
+        since = parse_time(ready.get("lastTransitionTime"))
+        if since is not None and not _past(since, now, rules.settle):
+            return Verdict("progressing", "Settling", f"pod {name} has just become ready; waiting {_seconds(rules.settle)} to see it stay up", (name,))
         return Verdict("ready", "Ready", f"pod {name} is ready")
     if containers:  # bad but within its grace: the specific reason explains the wait best
         return containers[0]
@@ -770,7 +782,31 @@ def assess(obj: Obj, pods: list[Obj], *, now: datetime, rules: Rules = Rules()) 
         return Verdict("ready", "NoReadinessRule", f"{kind or 'object'} {_name(obj)}: no readiness rule; assumed ready")
     # Pods on their way out say nothing about the workload that replaces them.
     live = [p for p in pods if not _deleting(p)]
-    return rule(obj, live, now, rules)
+    verdict = rule(obj, live, now, rules)
+    if verdict.reason == "Ready" and kind in _KEEPS_PODS_RUNNING:  # not Paused: that one is not awaited at all
+        return _confirmed_by_pods(verdict, f"{kind} {_name(obj)}", live, now, rules)
+    return verdict
+
+
+# Workloads whose pods run until replaced: their status lags the pods, which have the last word.
+_KEEPS_PODS_RUNNING = frozenset({"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet"})
+
+
+def _confirmed_by_pods(verdict: Verdict, label: str, pods: list[Obj], now: datetime, rules: Rules) -> Verdict:
+    """A ready workload whose pods disagree: a pod failed since the controller last counted, or only
+    just became ready (see Rules.settle)."""
+    verdicts = [assess_pod(p, now=now, rules=rules) for p in pods]
+    failures = [v for v in verdicts if v.state == "failed"]
+    if failures:
+        return _failed_workload(label, verdict.message.removeprefix(f"{label}: "), failures)
+    settling = [v for v in verdicts if v.reason == "Settling"]
+    if settling:
+        return Verdict("progressing", "Settling", f"{verdict.message}; {settling[0].message}", settling[0].pods)
+    return verdict
+
+
+def _seconds(t: timedelta) -> str:
+    return f"{t.total_seconds():g}s"
 
 
 # --- what the kubelet and controllers said ------------------------------------------------------
@@ -857,8 +893,9 @@ class LogSource:
     previous: bool
     """Read the instance before the current one (`kubectl logs --previous`).
 
-    A restarted container's current instance is new (running, or waiting to start); the error
-    was printed by the one that crashed, which the kubelet keeps as the previous instance."""
+    A restarted container that runs again, or waits to, has a new current instance; the error was
+    printed by the one that crashed, which the kubelet keeps as the previous instance. Right after
+    a crash (state terminated) the crashed instance is the current one."""
     init: bool = False
 
 
@@ -879,10 +916,12 @@ def log_sources(pod: Obj, limit: int = 2) -> list[LogSource]:
             last = (cs.get("lastState") or {}).get("terminated")
             restarts = _int(cs.get("restartCount"))
             ended = (state.get("terminated") or {})
-            if restarts > 0 and last:
-                crashed.append(LogSource(_name(pod), name, previous=True, init=init))
-            elif ended and _int(ended.get("exitCode")) != 0:
+            if ended and (restarts > 0 or _int(ended.get("exitCode")) != 0):
+                # The instance that just ended is the current one, and the kubelet keeps one dead
+                # instance per container: the one before it is usually gone already.
                 crashed.append(LogSource(_name(pod), name, previous=False, init=init))
+            elif restarts > 0 and last:
+                crashed.append(LogSource(_name(pod), name, previous=True, init=init))
             elif "running" in state and not cs.get("ready") and not init:
                 unready.append(LogSource(_name(pod), name, previous=False, init=init))
     return (crashed + unready)[:limit]

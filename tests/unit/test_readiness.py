@@ -1147,11 +1147,11 @@ def test_claim_without_events_keeps_its_verdict() -> None:
 @pytest.mark.parametrize(
     ("name", "expected"),
     [
-        ("pod-crash-error", [LogSource("web-7c5ddbdf54-c4r7s", "app", previous=True)]),
+        ("pod-crash-error", [LogSource("web-7c5ddbdf54-c4r7s", "app", previous=False)]),  # the crash is the current instance
         ("pod-crash-running", [LogSource("web-7c5ddbdf54-c4r7s", "app", previous=True)]),
         ("pod-crashloop", [LogSource("web-7c5ddbdf54-k8m2p", "app", previous=True)]),
         ("pod-job-failed", [LogSource("shop-migrate-7xk2d", "app", previous=False)]),
-        ("pod-init-error", [LogSource("web-7c5ddbdf54-i2n6t", "migrate", previous=True, init=True)]),
+        ("pod-init-error", [LogSource("web-7c5ddbdf54-i2n6t", "migrate", previous=False, init=True)]),
         ("pod-init-failed", [LogSource("seed-users", "migrate", previous=False, init=True)]),
         ("pod-readiness-failing", [LogSource("web-7c5ddbdf54-r9q4w", "app", previous=False)]),
         ("pod-never-pull", []),  # never ran: no logs to read
@@ -1169,3 +1169,121 @@ def test_log_sources_put_the_crashed_container_before_a_merely_unready_one() -> 
     pod["status"]["containerStatuses"].append({**crashed, "name": "worker"})
     assert [s.container for s in log_sources(pod)] == ["worker", "app"]
     assert [s.container for s in log_sources(pod, limit=1)] == ["worker"]
+
+
+# --- settle: a pod that has only just become ready ----------------------------------------------
+# Without a readiness probe a container is Ready the moment it starts; one that exits a moment later
+# was counted as available by its Deployment. Seen on a real node: wait-ready said "ready" 0.9s
+# after creating a Deployment whose container exits at once.
+
+
+def test_pod_that_has_just_become_ready_is_settling() -> None:
+    pod = load("pod-ready")  # Ready since 10:00:05
+    v = assess_pod(pod, now=at(7))
+    assert v == Verdict("progressing", "Settling", "pod web-7c5ddbdf54-x2x9q has just become ready; waiting 5s to see it stay up", ("web-7c5ddbdf54-x2x9q",))
+    assert assess_pod(pod, now=at(10)).state == "ready"
+    assert assess_pod(pod, now=at(7), rules=Rules(settle=timedelta(0))).state == "ready"
+
+
+def test_pod_ready_since_an_unknown_time_is_ready() -> None:
+    pod = load("pod-ready")
+    next(c for c in pod["status"]["conditions"] if c["type"] == "Ready").pop("lastTransitionTime")
+    assert assess_pod(pod, now=at(0)).state == "ready"
+
+
+def test_available_deployment_waits_for_its_pods_to_settle() -> None:
+    v = assess(deployment(**AVAILABLE), [load("pod-ready")], now=at(6))
+    assert v == Verdict(
+        "progressing",
+        "Settling",
+        "Deployment web: 3/3 replicas available; pod web-7c5ddbdf54-x2x9q has just become ready; waiting 5s to see it stay up",
+        ("web-7c5ddbdf54-x2x9q",),
+    )
+
+
+def test_available_deployment_whose_pod_has_crashed_since_fails() -> None:
+    # The controller's count lags the pod: the pod has already crashed twice.
+    v = assess(merge(deployment(**AVAILABLE), {"spec": {"replicas": 1}}), [load("pod-crash-error")], now=at(4))
+    assert (v.state, v.reason, v.pods) == ("failed", "CrashLoopBackOff", ("web-7c5ddbdf54-c4r7s",))
+    assert v.message.startswith("Deployment web: 3/1 replicas available; pod web-7c5ddbdf54-c4r7s container app is in a crash loop")
+
+
+def test_paused_deployment_is_not_confirmed_by_its_pods() -> None:
+    v = assess(merge(deployment(**AVAILABLE), {"spec": {"paused": True}}), [load("pod-crash-error")], now=at(4))
+    assert v.reason == "Paused"
+
+
+# --- objects captured from a real 1.36 node -----------------------------------------------------
+# tests/data/readiness/real holds, as `kubectl get -o json` printed them, the objects of each failure
+# made on the local cluster's real node (tests/integration/test_real_failures.py), at the moment
+# wait-ready reported it. Judged `after` seconds past the pod's creation.
+
+REAL = DATA / "real"
+
+
+def real(name: str) -> dict[str, Any]:
+    obj: dict[str, Any] = json.loads((REAL / f"{name}.json").read_text())
+    return obj
+
+
+def created_plus(obj: dict[str, Any], seconds: float) -> datetime:
+    created = parse_time(obj["metadata"]["creationTimestamp"])
+    assert created is not None
+    return created + timedelta(seconds=seconds)
+
+
+@pytest.mark.parametrize(
+    ("name", "after", "state", "reason", "words"),
+    [
+        ("pod-crash-loop", 2, "failed", "CrashLoopBackOff", "container app is in a crash loop (2 failed starts, last exit code 1)"),
+        ("pod-never-pull", 1, "failed", "ErrImageNeverPull", 'Container image "envci.local/missing:1" is not present with pull policy of Never'),
+        ("pod-image-pull-refused", 10, "progressing", "ErrImagePull", "cannot pull image registry.envci.invalid/shop/web:1: ErrImagePull (failed to pull"),
+        ("pod-image-pull-refused", 61, "failed", "ErrImagePull", "connect: connection refused"),
+        ("pod-readiness-failing", 600, "progressing", "NotReady", "container app is running but not ready (readiness probe failing?)"),
+        ("pod-oomkilled", 5, "failed", "OOMKilled", "(2 failed starts, last exit code 137, OOMKilled at memory limit 16Mi)"),
+        ("pod-unschedulable", 10, "progressing", "Unschedulable", "cannot be scheduled: 0/1 nodes are available: 1 Insufficient memory."),
+        ("pod-unschedulable", 31, "failed", "Unschedulable", "cannot be scheduled: 0/1 nodes are available: 1 Insufficient memory."),
+        ("pod-job-failed", 5, "failed", "Error", "failed: container app exited with code 2"),
+        ("pod-init-error", 5, "failed", "CrashLoopBackOff", "init container migrate is in a crash loop (2 failed starts, last exit code 3)"),
+        ("pod-init-failed", 5, "failed", "Error", "pod seed failed: init container migrate exited with code 3"),
+        ("pod-statefulset-unbound-claim", 31, "failed", "Unschedulable", "pod has unbound immediate PersistentVolumeClaims"),
+    ],
+)
+def test_real_node_pods(name: str, after: float, state: str, reason: str, words: str) -> None:
+    pod = real(name)
+    v = assess_pod(pod, now=created_plus(pod, after))
+    assert (v.state, v.reason, v.pods) == (state, reason, (pod["metadata"]["name"],))
+    assert words in v.message
+
+
+def test_real_node_readiness_probe_quoted_from_its_events() -> None:
+    pod = real("pod-readiness-failing")
+    v = explain(assess_pod(pod, now=created_plus(pod, 600)), pod, real("events-readiness-failing")["items"])
+    assert "container app is running but not ready: Readiness probe failed: Get \"http://" in v.message
+    assert v.message.endswith(":8080/ready\": dial tcp " + pod["status"]["podIP"] + ":8080: connect: connection refused")
+
+
+def test_real_node_failed_job_names_its_pod() -> None:
+    job, pod = real("job-backoff-limit-exceeded"), real("pod-job-failed")
+    v = assess(job, pods_of(job, [pod]), now=created_plus(pod, 5))
+    assert (v.state, v.reason, v.pods) == ("failed", "BackoffLimitExceeded", (pod["metadata"]["name"],))
+    assert v.message.endswith(f"pod {pod['metadata']['name']} failed: container app exited with code 2")
+    assert log_sources(pod) == [LogSource(pod["metadata"]["name"], "app", previous=False)]
+
+
+def test_real_node_claim_without_its_storage_class() -> None:
+    claim = real("pvc-no-storageclass")
+    v = explain(assess(claim, [], now=created_plus(claim, 20)), claim, real("events-pvc-no-storageclass")["items"])
+    assert (v.state, v.reason) == ("progressing", "ProvisioningFailed")
+    assert v.message.endswith('cannot be provisioned: ProvisioningFailed: storageclass.storage.k8s.io "envci-missing" not found')
+
+
+@pytest.mark.parametrize(
+    ("name", "container", "previous", "init"),
+    [("pod-crash-loop", "app", False, False), ("pod-oomkilled", "app", False, False), ("pod-init-error", "migrate", False, True),
+     ("pod-init-failed", "migrate", False, True), ("pod-readiness-failing", "app", False, False)],
+)
+def test_real_node_log_sources(name: str, container: str, previous: bool, init: bool) -> None:
+    pod = real(name)
+    sources = log_sources(pod)
+    assert sources[0] == LogSource(pod["metadata"]["name"], container, previous=previous, init=init)

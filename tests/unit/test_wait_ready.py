@@ -263,6 +263,8 @@ def test_unschedulable_statefulset_reports_its_claim_alongside(cfg: LoadedConfig
 def test_crash_loop_fails_on_first_sight_with_the_crashed_instances_log(cfg: LoadedConfig) -> None:
     dep = labelled(load("deployment-rolling-out"), "db")
     pod = load("pod-crash-error")
+    # Backing off after its second crash: the current instance waits, the crashed one is the previous.
+    pod["status"]["containerStatuses"][0]["state"] = {"waiting": {"reason": "CrashLoopBackOff"}}
     logs = {("web-7c5ddbdf54-c4r7s", "app", True): "starting\nfatal: DATABASE_URL is not set\n"}
     kube = FakeKube([dep], [pod], [], logs)
     e, _ = run(cfg, kube)
