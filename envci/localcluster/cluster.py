@@ -300,6 +300,10 @@ def _healthy(layout: spec.Layout, env: Mapping[str, str]) -> bool:
     return not dead
 
 
+RESTARTABLE = frozenset({"agent", "kube-proxy"})
+"""Node processes `up` restarts in place; any other one gone means the node is recreated."""
+
+
 def _converge(layout: spec.Layout, env: Mapping[str, str], settings: Settings, progress: Progress) -> bool:
     """Make a cluster made from the current configuration and binaries answer, reusing one if it can.
 
@@ -314,6 +318,13 @@ def _converge(layout: spec.Layout, env: Mapping[str, str], settings: Settings, p
             _delete(layout, env, settings, progress)
         elif _healthy(layout, env):
             progress(f"reusing running cluster {layout.name!r}")
+            return False
+        elif real and _api_ready(layout, env) and set(node.dead_processes(node_layout(layout), nodespec.Network())) <= RESTARTABLE:
+            # The agent and kube-proxy hold no state of their own: start them again, keep the workloads.
+            dead = node.dead_processes(node_layout(layout), nodespec.Network())
+            progress(f"restarting {', '.join(dead)} of cluster {layout.name!r}")
+            for name in dead:
+                node.start_process(name, node_layout(layout), nodespec.Network(), {**env, "KUBECONFIG": str(layout.kubeconfig)})
             return False
         elif _cluster_processes(layout) and not real:
             # Running but slow to answer (starting, or loaded by another test session): wait for it

@@ -67,14 +67,14 @@ def alive(pid: int) -> bool:
         return False
 
 
-def recorded_pid(pid_file: Path, program: str) -> int | None:
-    """The pid in `pid_file` if that process still runs `program` (pids are reused after a reboot)."""
+def recorded_pid(pid_file: Path, is_ours: Callable[[list[str]], bool]) -> int | None:
+    """The pid in `pid_file` if that process still runs and `is_ours(argv)` (pids are reused after a reboot)."""
     try:
         pid = int(pid_file.read_text().strip())
     except (OSError, ValueError):
         return None
     args = cmdline(pid)
-    return pid if args and args[0] == program and alive(pid) else None
+    return pid if args and is_ours(args) and alive(pid) else None
 
 
 def processes_matching(predicate: Callable[[list[str]], bool]) -> list[int]:

@@ -162,7 +162,15 @@ def log_file(layout: NodeLayout, name: str) -> Path:
 
 def running(layout: NodeLayout, net: Network) -> dict[str, int | None]:
     """Each node process and its pid, or None when it is not running."""
-    return {name: hostops.recorded_pid(_pid_file(layout, name), _args(name, layout, net)[0]) for name in PROCESSES}
+    return {name: hostops.recorded_pid(_pid_file(layout, name), _is_process(name, layout, net)) for name in PROCESSES}
+
+
+def _is_process(name: str, layout: NodeLayout, net: Network) -> Callable[[list[str]], bool]:
+    if name == "agent":
+        # Any interpreter may have started the agent (a nox session's, the system's): match the module.
+        return lambda args: "envci.localcluster.agent" in args and str(layout.kubeconfig) in args
+    program = _args(name, layout, net)[0]
+    return lambda args: args[0] == program
 
 
 def process_env(layout: NodeLayout, base: Mapping[str, str]) -> dict[str, str]:

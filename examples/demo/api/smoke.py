@@ -99,7 +99,26 @@ def run(checks: list[Callable[[], None]]) -> ET.Element:
     return suite
 
 
+def await_network(url: str, patience: float = 15.0) -> None:
+    """Wait while connections are refused: a new pod's address reaches the node's NetworkPolicy rules a
+    moment after the pod starts (as with any policy enforcer), and until then the namespace's
+    default-deny refuses it. Only refusals are retried, and only this long; the checks then run and
+    fail on whatever is still wrong."""
+    deadline = time.monotonic() + patience
+    while time.monotonic() < deadline:
+        try:
+            fetch(url)
+            return
+        except urllib.error.URLError as e:
+            if not isinstance(e.reason, ConnectionRefusedError):
+                return
+        except ConnectionRefusedError:
+            pass
+        time.sleep(0.25)
+
+
 def main() -> int:
+    await_network(f"{API}/healthz")
     suite = run(CHECKS)
     path = os.environ.get("JUNIT", "/tmp/smoke.xml")
     ET.ElementTree(suite).write(path, encoding="utf-8", xml_declaration=True)
