@@ -18,7 +18,6 @@ import fcntl
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -28,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from envci.errors import InfrastructureError
-from envci.localcluster import node, nodespec, spec
+from envci.localcluster import hostops, node, nodespec, spec
 
 HERE = Path(__file__).resolve().parent
 BUILD_SCRIPT = HERE / "build.sh"
@@ -256,16 +255,7 @@ def _delete(layout: spec.Layout, env: Mapping[str, str], settings: Settings, pro
 
 def _stop_processes(layout: spec.Layout, grace: float = 5.0) -> None:
     """Stop the cluster's processes when kwokctl could not: never leave them orphaned."""
-    pids = _cluster_processes(layout)
-    if not pids:
-        return
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        for pid in [p for p in pids if _alive(p)]:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, sig)
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline and any(_alive(pid) for pid in pids):
-            time.sleep(0.1)
+    hostops.stop(_cluster_processes(layout), grace=grace)
 
 
 def _cluster_processes(layout: spec.Layout) -> list[int]:
@@ -281,14 +271,6 @@ def _cluster_processes(layout: spec.Layout) -> list[int]:
             if argv0.startswith(prefix):
                 found.append(int(proc.name))
     return found
-
-
-def _alive(pid: int) -> bool:
-    """True while the process runs (a zombie waiting to be reaped counts as gone)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][:1] != "Z"
-    except (OSError, IndexError):
-        return False
 
 
 def _healthy(layout: spec.Layout, env: Mapping[str, str]) -> bool:
