@@ -31,11 +31,22 @@ def install(session: nox.Session) -> None:
     stamp.write_text(digest)
 
 
+def system_deps(session: nox.Session, *names: str) -> None:
+    """Debian packages and tools the session needs, from scripts/ci-deps (each one quick when all is present):
+    node.sh (the real node's runc, CNI plugins, iptables), images.sh (the offline image builder), seed.sh
+    (PostgreSQL and an S3 server for the seeders' tests), wrappers.sh (the local CI runners). None given: all."""
+    scripts = [ROOT / "scripts" / "ci-deps" / f"{n}.sh" for n in names] if names else sorted((ROOT / "scripts" / "ci-deps").glob("*.sh"))
+    for script in scripts:
+        session.run("bash", str(script), external=True)
+
+
 @nox.session
 def cluster(session: nox.Session) -> None:
     """The embedded local cluster: up (default), down, status, kubeconfig; `-- status --output json`."""
     args = session.posargs or ["up"]
     install(session)
+    if args[0] == "up":
+        system_deps(session, "node", "images")
     session.run("python", "-m", "envci.localcluster.command", *args)
 
 
@@ -43,6 +54,7 @@ def cluster(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """Every test: unit, integration (real local cluster, PostgreSQL, S3), wrappers. `-- -k expr` narrows."""
     install(session)
+    system_deps(session)
     session.run("python", "-m", "pytest", *(session.posargs or ["-q"]))
 
 
@@ -61,19 +73,6 @@ def demo_environment(env: dict[str, str]) -> dict[str, str]:
     return out
 
 
-DEMO_IMAGES = ("envci.local/postgres:15", "envci.local/demo-api:dev", "envci.local/busybox:1")
-"""The images examples/demo runs. Nothing is pulled on the local cluster: they are built offline and
-loaded into its node."""
-
-
-def missing_images(session: nox.Session, kubectl: str, kubeconfig: str, wanted: tuple[str, ...]) -> list[str]:
-    """The images of `wanted` that no node reports in its status (the kubelet lists what it holds)."""
-    out = session.run(kubectl, "--kubeconfig", kubeconfig, "get", "nodes", "-o", "jsonpath={.items[*].status.images[*].names[*]}",
-                      external=True, silent=True)
-    held = {name.removeprefix("docker.io/") for name in str(out).split()}
-    return [image for image in wanted if image not in held]
-
-
 @nox.session
 def demo(session: nox.Session) -> None:
     """The main job: the demo app's whole pipeline (provision, wait-ready, seed, test, teardown) on the local cluster.
@@ -82,18 +81,14 @@ def demo(session: nox.Session) -> None:
     leaves the environment for a look (`envci teardown --env NAME` removes it).
     """
     install(session)
+    system_deps(session, "node", "images")
     kubeconfig = session.run("python", "-m", "envci.localcluster.command", "up", silent=True)
     path = str(kubeconfig).strip().splitlines()[-1]
     bin_dir = session.run("bash", "envci/localcluster/build.sh", "--print-dir", external=True, silent=True)
     env = {"KUBECONFIG": path, "PATH": f"{str(bin_dir).strip()}{os.pathsep}{os.environ['PATH']}", **demo_environment(dict(os.environ))}
-    missing = missing_images(session, str(Path(str(bin_dir).strip()) / "kubectl"), path, DEMO_IMAGES)
-    if missing:
-        # A warning, not an error: the kubelet refreshes the list it reports every 30 s or so, so an
-        # image loaded a moment ago may not be listed yet. A truly missing image fails wait-ready.
-        session.warn(
-            f"the cluster's node does not list the demo's image(s) {', '.join(missing)}; nothing can be pulled here, so build and "
-            "load them (built once, then cached): `envci cluster load-image $(python -m envci.images build)`"
-        )
+    # Nothing is pulled on the local cluster: the project's images (the demo's among them) are built
+    # offline, once and then cached, and imported into its node when it lacks them.
+    session.run("python", "-m", "envci.images", "load")
     session.chdir("examples/demo")
     session.run("python", "-m", "envci.cli", "up", *session.posargs, env=env)
 
@@ -109,6 +104,7 @@ def ci(session: nox.Session) -> None:
     import subprocess
 
     install(session)
+    system_deps(session, "node", "images")
     workdir = session.posargs[0] if session.posargs else "examples/demo"
     kubeconfig = session.run("python", "-m", "envci.localcluster.command", "up", silent=True)
     bin_dir = session.run("bash", "envci/localcluster/build.sh", "--print-dir", external=True, silent=True)

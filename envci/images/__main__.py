@@ -1,7 +1,9 @@
-"""`python -m envci.images build [--print] [--only NAME]...`: the project's images, built offline.
+"""`python -m envci.images build|load|list [--print] [--only NAME]...`: the project's images, built offline.
 
-stdout carries only the archive paths, one a line, so `ctr images import $(python -m envci.images build)`
-and `envci cluster load-image $(...)` work; progress goes to stderr.
+build: build (or find in the cache) the archives; stdout carries only their paths, one a line, so
+`ctr images import $(python -m envci.images build)` and `envci cluster load-image $(...)` work.
+load: build, then import into the local cluster's real node those images it does not hold yet.
+list: the images the project builds. Progress goes to stderr.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from envci.images.definitions import IMAGES
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m envci.images", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("action", choices=("build", "list"), help="build: build or find the archives; list: the images the project builds")
+    parser.add_argument("action", choices=("build", "load", "list"), help="build or find the archives (load: and import the missing ones into the local node)")
     parser.add_argument("--print", action="store_true", help="print the archive paths (built or not) and exit")
     parser.add_argument("--only", action="append", default=[], metavar="NAME", help="build only this image (repeatable)")
     parser.add_argument("--bin-dir", type=Path, default=None, help="the local cluster's bin dir (default: envci/localcluster/build.sh --print-dir)")
@@ -35,6 +37,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     sources = builder.Sources(bin_dir=args.bin_dir, demo_api=args.demo_api_dir)
     try:
         paths = builder.plan(sources, args.only).archive_paths() if args.print else builder.build(sources, args.only)
+        if args.action == "load" and not args.print:
+            paths = _load(paths)
     except EnvciError as e:
         print(f"error: {e}", file=sys.stderr)
         return int(e.exit_code)
@@ -43,6 +47,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     for path in paths:
         print(path)
     return ExitCode.OK
+
+
+def _load(archives: Sequence[Path]) -> list[Path]:
+    """Import into the local cluster's node the archives holding images it lacks; returns those imported."""
+    from envci.images import containerd
+
+    def say(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    imported = containerd.ensure_loaded(archives, containerd.default_containerd_socket(), containerd.default_ctr(), progress=say)
+    if not imported:
+        say("the local node holds every image already")
+    return imported
 
 
 if __name__ == "__main__":

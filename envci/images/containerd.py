@@ -98,7 +98,12 @@ def _call(cmd: list[str], what: str, timeout: float, run: Runner) -> str:
 def list_images(socket: Path, ctr: Path, *, run: Runner = subprocess.run) -> set[str]:
     """Names of the images containerd holds in the `k8s.io` namespace."""
     _check_node(socket, ctr)
-    out = _call(_ctr(ctr, socket, "images", "ls", "-q"), "listing containerd's images", LIST_TIMEOUT, run)
+    try:
+        out = _call(_ctr(ctr, socket, "images", "ls", "-q"), "listing containerd's images", LIST_TIMEOUT, run)
+    except InfrastructureError as e:
+        if "connection refused" in e.message:  # a socket left by a node that stopped (or a reboot)
+            raise NotReadyError(f"the local cluster's real node is not running (nothing answers on {socket})", hint="run `envci cluster up`") from None
+        raise
     return {line.strip() for line in out.splitlines() if line.strip()}
 
 

@@ -22,7 +22,7 @@ from envci.localcluster import command
 FAKE_CTR = """#!/bin/sh
 echo "$@" >> "{calls}"
 case "$*" in
-  *" images ls -q") cat "{present}" ;;
+  *" images ls -q") [ -n "$CTR_REFUSED" ] && {{ echo "dial unix /x.sock: connect: connection refused" >&2; exit 1; }}; cat "{present}" ;;
   *" images import "*) [ -n "$CTR_FAIL" ] && {{ echo "ctr: content digest mismatch" >&2; exit 1; }}; true ;;
 esac
 """
@@ -109,6 +109,13 @@ def test_no_socket_means_the_node_is_not_running(tmp_path: Path, node: dict[str,
     node["socket"].unlink()
     with pytest.raises(NotReadyError, match="real node is not running") as info:
         load_archives([_archive(tmp_path, "envci.local/a:1")], node["socket"], node["ctr"])
+    assert info.value.hint == "run `envci cluster up`"
+
+
+def test_a_socket_nobody_answers_on_means_the_node_is_not_running(tmp_path: Path, node: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CTR_REFUSED", "1")  # the socket file outlived its containerd (a stop, a reboot)
+    with pytest.raises(NotReadyError, match="real node is not running") as info:
+        ensure_loaded([_archive(tmp_path, "envci.local/a:1")], node["socket"], node["ctr"])
     assert info.value.hint == "run `envci cluster up`"
 
 
