@@ -18,6 +18,7 @@ from kubernetes.client.exceptions import ApiException
 
 from envci.errors import LockedError
 from envci.kube.client import Kube, api_error
+from envci.timestamps import parse_time
 
 LEASE_NAME = "envci-lock"
 
@@ -55,18 +56,12 @@ def _fmt(t: datetime) -> str:
     return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _parse(s: str | None) -> datetime | None:
-    if not s:
-        return None
-    return datetime.fromisoformat(s.replace("Z", "+00:00"))
-
-
 def expired(lease: dict[str, Any], now: datetime) -> bool:
     """Pure: has the holder stopped renewing for longer than the lease's duration?"""
     spec = lease.get("spec") or {}
     if not spec.get("holderIdentity"):
         return True
-    renewed = _parse(spec.get("renewTime")) or _parse(spec.get("acquireTime"))
+    renewed = parse_time(spec.get("renewTime")) or parse_time(spec.get("acquireTime"))
     duration = timedelta(seconds=int(spec.get("leaseDurationSeconds") or 0))
     return renewed is None or renewed + duration <= now
 

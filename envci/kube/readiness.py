@@ -17,6 +17,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 
+from envci.timestamps import aware as _aware
+from envci.timestamps import parse_time
+
 State = Literal["ready", "progressing", "failed"]
 Obj = dict[str, Any]
 
@@ -112,30 +115,6 @@ class Rules:
 
 
 # --- small helpers ------------------------------------------------------------------------------
-
-
-def parse_time(value: object) -> datetime | None:
-    """An RFC 3339 timestamp from the API as an aware datetime; None when absent or unreadable.
-
-    Kubernetes writes "2026-01-01T00:00:00Z", MicroTime adds fractions, other writers add offsets.
-    """
-    if not isinstance(value, str) or not value.strip():
-        return None
-    text = value.strip()
-    if text[-1] in "zZ":
-        text = text[:-1] + "+00:00"
-    # fromisoformat keeps at most microseconds; cut nanoseconds some writers produce.
-    text = re.sub(r"(\.\d{6})\d+", r"\1", text)
-    try:
-        t = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return _aware(t)
-
-
-def _aware(t: datetime) -> datetime:
-    # A naive clock would make every subtraction with API times raise; treat it as UTC.
-    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
 
 
 def _meta(obj: Obj) -> Obj:

@@ -20,18 +20,14 @@ from envci.kube.client import Kube
 from envci.namespace import rfc3339
 from envci.output import Reporter
 from envci.stages.teardown import find_namespace, teardown
+from envci.timestamps import parse_time
 
 PrIsOpen = Callable[[Mapping[str, str]], bool | None]
 
 
 def expiry_of(ns: dict[str, Any]) -> datetime | None:
-    raw = ((ns.get("metadata") or {}).get("annotations") or {}).get("envci.io/expires-at")
-    if not raw:
-        return None
-    try:
-        return datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        return None
+    """When the environment may be reaped; None when unrecorded or unreadable (then it is kept)."""
+    return parse_time(((ns.get("metadata") or {}).get("annotations") or {}).get("envci.io/expires-at"))
 
 
 def reap_reason(ns: dict[str, Any], now: datetime, pr_open: PrIsOpen | None = None) -> str | None:

@@ -10,6 +10,7 @@ from envci.kube import readiness
 from envci.kube.client import Kube
 from envci.stages.teardown import find_namespace
 from envci.stages.wait_ready import judge, list_workloads
+from envci.timestamps import parse_time
 
 
 def summarize_namespace(ns: dict[str, Any], now: datetime) -> dict[str, Any]:
@@ -17,7 +18,9 @@ def summarize_namespace(ns: dict[str, Any], now: datetime) -> dict[str, Any]:
     labels = meta.get("labels") or {}
     ann = meta.get("annotations") or {}
     expires = ann.get("envci.io/expires-at")
-    expired = bool(expires) and datetime.fromisoformat(expires.replace("Z", "+00:00")) <= now
+    # An unreadable expiry (edited by hand) is shown as written and never counts as expired.
+    expires_at = parse_time(expires)
+    expired = expires_at is not None and expires_at <= now
     return {
         "name": labels.get("envci.io/env", meta["name"]),
         "namespace": meta["name"],
