@@ -35,6 +35,35 @@ def _common(p: argparse.ArgumentParser, *, config: bool = True) -> None:
     p.add_argument("-o", "--output", choices=("text", "json"), default="text", help="result format on stdout (progress always goes to stderr)")
 
 
+DURATION = "DURATION"
+"""Metavar of every flag that takes a duration; `read_durations` converts exactly these."""
+
+
+def _duration_flag(p: argparse.ArgumentParser, flag: str, **kw: Any) -> None:
+    p.add_argument(flag, metavar=DURATION, **kw)
+
+
+def duration_flags(p: argparse.ArgumentParser) -> dict[str, str]:
+    """dest -> flag of the parser's duration flags (found by metavar, so none can be missed)."""
+    return {a.dest: a.option_strings[-1] for a in p._actions if a.metavar == DURATION and a.option_strings}
+
+
+def read_durations(args: argparse.Namespace) -> None:
+    """Turn every duration flag's text into a timedelta, or refuse it as bad input (exit 2).
+
+    Done before any command runs, so a typo such as `--timeout 5x` changes nothing anywhere."""
+    from envci.durations import parse_duration
+
+    for dest, flag in duration_flags(args.command_parser).items():
+        raw = getattr(args, dest, None)
+        if raw is None:
+            continue
+        try:
+            setattr(args, dest, parse_duration(raw))
+        except ValueError as e:
+            raise ConfigError(str(e), field=flag, hint=f"give {flag} a duration such as 90s, 30m, 4h or 2h30m") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="envci",
@@ -48,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     def add(name: str, help_: str, *, config: bool = True) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_, description=help_, epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
         _common(p, config=config)
+        p.set_defaults(command_parser=p)  # read_durations finds the command's own flags through it
         return p
 
     add("validate", "check envci.yaml without touching the cluster")
@@ -56,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("provision", "create or update the build's environment and install its components")
     p.add_argument("--no-wait-dependencies", action="store_true", help="do not wait for dependencies to be ready before installing dependents")
     p = add("wait-ready", "wait until every workload of the environment is ready")
-    p.add_argument("--timeout", default=None, help="overall deadline, e.g. 5m (default: each component's wait.timeout)")
+    _duration_flag(p, "--timeout", default=None, help="overall deadline, e.g. 5m (default: each component's wait.timeout)")
     p.add_argument("--component", action="append", default=None, help="wait only for this component (repeatable)")
     p = add("seed", "load data into the environment: the `seed:` steps of envci.yaml, in order (safe to re-run)")
     p.add_argument("--step", type=int, action="append", default=None, help="run only the step with this index (0-based; repeatable)")
@@ -69,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-dir", default="envci-report", help="report folder written by `envci test` (default: %(default)s)")
     p.add_argument("--no-comment", action="store_true", help="publish the step summary but post no PR/MR comment")
     p = add("teardown", "remove the environment and everything it created (idempotent)")
-    p.add_argument("--timeout", default="5m", help="how long to wait for the namespace to go (default: %(default)s)")
+    _duration_flag(p, "--timeout", default="5m", help="how long to wait for the namespace to go (default: %(default)s)")
     p.add_argument("--force", action="store_true", help="remove finalizers from envci-owned objects if the namespace is stuck")
     p = add("status", "show one environment: components, readiness, URLs, expiry")
     p = add("list", "list all environments envci manages", config=False)
@@ -83,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--app", default=None, help="only this application's environments")
     p.add_argument("--closed-prs", action="store_true", help="also reap environments whose PR/MR is closed (needs ENVCI_GITHUB_TOKEN or ENVCI_GITLAB_TOKEN)")
     p = add("extend", "push an environment's expiry")
-    p.add_argument("--ttl", required=True, help="new lifetime from now, e.g. 2h")
+    _duration_flag(p, "--ttl", required=True, help="new lifetime from now, e.g. 2h")
     p = add("cluster", "the embedded local cluster: up | down | status | kubeconfig | load-image ARCHIVE...", config=False)
     p.add_argument("action", choices=("up", "down", "status", "kubeconfig", "load-image"))
     p.add_argument("archives", nargs="*", metavar="ARCHIVE", help="load-image: image archives to import into the node (docker save or OCI layout)")
@@ -167,15 +197,10 @@ def run(args: argparse.Namespace, rep: Reporter) -> int:
         rep.result(res, f"environment {res['name']} provisioned in namespace {res['namespace']}" + (f"\nurls:{urls}" if urls else ""))
         return ExitCode.OK
     if cmd == "wait-ready":
-        from envci.durations import parse_duration
         from envci.stages.wait_ready import wait_ready
 
         cfg = _load(args, secrets=False)
-        try:
-            timeout = parse_duration(args.timeout) if args.timeout else None
-        except ValueError as e:
-            raise ConfigError(str(e), field="--timeout") from None
-        res = wait_ready(cfg, _kube(args), rep, components=args.component, timeout=timeout)
+        res = wait_ready(cfg, _kube(args), rep, components=args.component, timeout=args.timeout)
         rep.result(res, f"environment {res['name']} is ready ({res['seconds']}s)")
         return ExitCode.OK
     if cmd == "seed":
@@ -188,12 +213,11 @@ def run(args: argparse.Namespace, rep: Reporter) -> int:
     if cmd in ("test", "report"):
         return _test_or_report(args, rep)
     if cmd == "teardown":
-        from envci.durations import parse_duration
         from envci.stages.teardown import teardown
 
         t = _target(args)
         res = teardown(
-            _kube(args), rep, namespace=t["namespace"], name=t["name"], timeout=parse_duration(args.timeout).total_seconds(),
+            _kube(args), rep, namespace=t["namespace"], name=t["name"], timeout=args.timeout.total_seconds(),
             force=args.force, build=t.get("build") or "",
         )
         rep.result(res, f"environment {res['name']} removed" if res["existed"] else f"environment {res['name']} did not exist; nothing to do")
@@ -244,15 +268,10 @@ def run(args: argparse.Namespace, rep: Reporter) -> int:
         rep.result(res, "\n".join(lines) or "nothing to reap")
         return ExitCode.INFRASTRUCTURE if res["failed"] else ExitCode.OK
     if cmd == "extend":
-        from envci.durations import parse_duration
         from envci.stages.reap import extend
 
-        try:
-            ttl = parse_duration(args.ttl)
-        except ValueError as e:
-            raise ConfigError(str(e), field="--ttl") from None
         t = _target(args)
-        res = extend(_kube(args), rep, namespace=t["namespace"], name=t["name"], ttl=ttl)
+        res = extend(_kube(args), rep, namespace=t["namespace"], name=t["name"], ttl=args.ttl)
         rep.result(res, f"{res['namespace']} expires at {res['expires_at']}")
         return ExitCode.OK
     raise AssertionError(cmd)
@@ -296,6 +315,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rep = Reporter(args.output)
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
+        read_durations(args)
         return int(run(args, rep))
     except KeyboardInterrupt:
         print("envci: cancelled", file=sys.stderr)
