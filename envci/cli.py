@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from envci import __version__
-from envci.errors import CancelledError, ConfigError, EnvciError, ExitCode
+from envci.errors import CancelledError, ConfigError, ConfigErrors, EnvciError, ExitCode, NotReadyError
 from envci.output import Reporter
 
 EXIT_CODES_HELP = """exit codes:
@@ -321,25 +321,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("envci: cancelled", file=sys.stderr)
         return ExitCode.CANCELLED
     except EnvciError as e:
-        if args.output == "json":
-            payload: dict[str, Any] = {"error": e.message, "hint": e.hint, "exit_code": int(e.exit_code), "type": type(e).__name__}
-            if hasattr(e, "errors"):
-                payload["errors"] = [{"file": x.file, "line": x.line, "field": x.field, "message": x.detail, "hint": x.hint} for x in e.errors]
-            elif isinstance(e, ConfigError):  # one problem: same shape, so CI wrappers can annotate file and line
-                payload["errors"] = [{"file": e.file, "line": e.line, "field": e.field, "message": e.detail, "hint": e.hint}]
-            if hasattr(e, "failures"):
-                payload["failures"] = e.failures
-            rep.result(payload, "")
-        print(f"envci {args.command}: error: {e}", file=sys.stderr)
-        return int(e.exit_code)
+        return report_error(args.command, e, rep)
     except Exception as e:  # noqa: BLE001 - an unexpected failure is still an infrastructure error to CI
         import traceback
 
-        from envci.redact import redact
-
-        print(redact(traceback.format_exc()), file=sys.stderr)
-        print(f"envci {args.command}: internal error: {redact(str(e))} (please report this)", file=sys.stderr)
+        rep.error(traceback.format_exc())
+        rep.error(f"envci {args.command}: internal error: {e} (please report this)")
         return ExitCode.INFRASTRUCTURE
+
+
+def error_payload(e: EnvciError) -> dict[str, Any]:
+    """The JSON form of an error, for `--output json` (Reporter.result redacts it)."""
+    payload: dict[str, Any] = {"error": e.message, "hint": e.hint, "exit_code": int(e.exit_code), "type": type(e).__name__}
+    if isinstance(e, ConfigErrors):
+        payload["errors"] = [{"file": x.file, "line": x.line, "field": x.field, "message": x.detail, "hint": x.hint} for x in e.errors]
+    elif isinstance(e, ConfigError):  # one problem: same shape, so CI wrappers can annotate file and line
+        payload["errors"] = [{"file": e.file, "line": e.line, "field": e.field, "message": e.detail, "hint": e.hint}]
+    if isinstance(e, NotReadyError):
+        payload["failures"] = e.failures
+    return payload
+
+
+def report_error(command: str, e: EnvciError, rep: Reporter) -> int:
+    """Print the error (JSON on stdout too when asked) through the redacting reporter; its exit code."""
+    if rep.mode == "json":
+        rep.result(error_payload(e), "")
+    rep.error(f"envci {command}: error: {e}")
+    return int(e.exit_code)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,11 @@ class Reporter:
     def warn(self, message: str) -> None:
         print(redact(f"warning: {message}"), file=self.err, flush=True)
 
+    def error(self, message: str) -> None:
+        """The one line a failed command ends with; error messages quote API answers and tool
+        output, which may hold a secret, so they are redacted like everything else."""
+        print(redact(message), file=self.err, flush=True)
+
     def result(self, data: dict[str, Any], text: str) -> None:
         if self.mode == "json":
             print(redact(json.dumps(data, indent=2, sort_keys=True, default=str)), file=self.out, flush=True)

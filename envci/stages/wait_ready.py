@@ -7,6 +7,7 @@ and the last log lines of the pods involved.
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -14,7 +15,7 @@ from typing import Any, Callable
 
 from envci.config.loader import LoadedConfig
 from envci.durations import format_duration, parse_duration
-from envci.errors import NotReadyError
+from envci.errors import EnvciError, NotReadyError
 from envci.kube import readiness
 from envci.kube.client import WORKLOAD_KINDS, Kube
 from envci.manifests import OTHER, component_of
@@ -22,7 +23,7 @@ from envci.output import Reporter
 from envci.redact import redact, truncate
 from envci import state as st
 
-
+log = logging.getLogger("envci.stages")
 
 @dataclass
 class Item:
@@ -311,5 +312,6 @@ def _record(kube: Kube, state: st.EnvState | None, stage: str, result: str, mess
     state.record(stage, result, message)
     try:
         st.save(kube, state)
-    except Exception:  # noqa: BLE001 - recording history must never hide the real outcome
-        pass
+    except EnvciError as e:
+        # History is a record, never a reason to hide the real outcome; say it is incomplete.
+        log.warning("could not record %s %s in the history of %s: %s", stage, result, state.namespace, redact(e.message))
