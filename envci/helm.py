@@ -13,7 +13,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from pyhelm3 import Client
@@ -21,6 +21,9 @@ from pyhelm3 import errors as helm_errors
 
 from envci.errors import ConfigError, InfrastructureError
 from envci.redact import RedactingFilter, redact, truncate
+
+if TYPE_CHECKING:
+    from envci.kube.client import Kube
 
 # pyhelm3 logs every command at INFO and expected misses ("release not found") at WARNING; envci
 # reports Helm failures itself, so only its errors pass, and those redacted.
@@ -81,6 +84,12 @@ class Helm:
             )
         except (AssertionError, OSError, subprocess.SubprocessError) as e:
             raise InfrastructureError(f"cannot run helm ({self.executable}): {e}") from None
+
+    @classmethod
+    def beside(cls, kube: Kube) -> Helm:
+        """A Helm for the cluster `kube` talks to: its kubeconfig file, not whatever $KUBECONFIG
+        says, which may name another cluster when the client was made from an explicit file."""
+        return cls(kube.kubeconfig)
 
     async def ensure(
         self,

@@ -102,9 +102,12 @@ def api_error(e: ApiException, doing: str) -> InfrastructureError:
 class Kube:
     """A connected client; construct with `connect()`."""
 
-    def __init__(self, api: client.ApiClient, retry: RetryPolicy = RetryPolicy()) -> None:
+    def __init__(self, api: client.ApiClient, retry: RetryPolicy = RetryPolicy(), *, kubeconfig: str | None = None) -> None:
         self.api = api
         self.retry = retry
+        self.kubeconfig = kubeconfig
+        """The kubeconfig file this client was made from (None: ~/.kube/config or in-cluster), so
+        tools that run beside it (helm, a test suite's kubectl) reach the same cluster."""
         self.core = client.CoreV1Api(api)
         self.coordination = client.CoordinationV1Api(api)
         self._dyn: DynamicClient | None = None
@@ -288,7 +291,7 @@ def connect(kubeconfig: str | None = None, context: str | None = None) -> Kube:
     api = client.ApiClient(cfg)
     read = float(os.environ.get("ENVCI_API_TIMEOUT") or DEFAULT_REQUEST_TIMEOUT[1])
     with_default_timeout(api, (DEFAULT_REQUEST_TIMEOUT[0], read))
-    return Kube(api)
+    return Kube(api, kubeconfig=path or None)
 
 
 DEFAULT_REQUEST_TIMEOUT = (5.0, 60.0)

@@ -110,7 +110,7 @@ def provision(
     kube: Kube,
     rep: Reporter,
     *,
-    helm_factory: Callable[[], Helm] = Helm,
+    helm_factory: Callable[[], Helm] | None = None,
     wait_between_waves: Callable[[list[str]], None] | None = None,
     clock: Clock = _utcnow,
 ) -> dict[str, Any]:
@@ -118,7 +118,7 @@ def provision(
     rep.progress(f"provisioning environment {ident.name} in namespace {ident.namespace}")
     ensure_namespace(kube, cfg, now=clock())
     with Lease(kube, ident.namespace, "provision", progress=rep.progress):
-        return _provision_locked(cfg, kube, rep, helm_factory=helm_factory, wait_between_waves=wait_between_waves, clock=clock)
+        return _provision_locked(cfg, kube, rep, helm_factory=helm_factory or (lambda: Helm.beside(kube)), wait_between_waves=wait_between_waves, clock=clock)
 
 
 def _provision_locked(

@@ -76,7 +76,7 @@ def teardown(
     force: bool = False,
     build: str = "",
     wait: bool = True,
-    helm_factory: Callable[[], Helm] = Helm,
+    helm_factory: Callable[[], Helm] | None = None,
     sleep: Sleep = time.sleep,
 ) -> dict[str, Any]:
     ns = find_namespace(kube, namespace=namespace, name=name)
@@ -103,7 +103,7 @@ def teardown(
                 st.save(kube, state)
             except EnvciError:
                 pass
-        _uninstall_releases(kube, ns_name, rep, helm_factory)
+        _uninstall_releases(kube, ns_name, rep, helm_factory or (lambda: Helm.beside(kube)))
     _delete_external(ns, state=state, rep=rep)
     kube.delete("v1", "Namespace", ns_name)
     if lease:

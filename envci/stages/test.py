@@ -128,7 +128,7 @@ def test(
 
     urls = (state.urls if state and state.urls else None) or environment_urls(cfg.spec.components, ns)
     releases = {n: r.release for n, r in (state.components.items() if state else []) if r.release}
-    kubeconfig = kubeconfig or os.environ.get("KUBECONFIG")
+    kubeconfig = kubeconfig or kube.kubeconfig or os.environ.get("KUBECONFIG")
     env = runner_environment(ident.name, ns, urls, kubeconfig)
     run = RunResult(
         name=ident.name, namespace=ns, urls=dict(urls), started_at=rfc3339(clock()),
