@@ -1,9 +1,12 @@
-"""`envci test` against the local cluster, on an environment made by the provision stage.
+"""`envci test` against the local clusters, on environments made by the provision stage.
 
-A pytest suite on the runner (3 pass, 1 fails), a Job suite whose JUnit comes back through its
-pod's log (kwok serves the log from a file: the test installs a Logs object for the Job's pod as
-soon as it appears; the pod is labelled slow-start so it stays Running for 5s first), and a shell
-check of the environment's variables, two of them in parallel.
+On the simulated cluster: a pytest suite on the runner (3 pass, 1 fails), a Job suite whose JUnit
+comes back through its pod's log (kwok serves the log from a file: the test installs a Logs object
+for the Job's pod as soon as it appears; the pod is labelled slow-start so it stays Running for 5s
+first), and a shell check of the environment's variables, two of them in parallel.
+
+On the real node: `helm test` of a chart (tests/data/test_stage/chart) whose test hooks are real
+pods that call the chart's Service, one passing and one failing with wget's own error.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import sys
 import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +35,7 @@ from envci.kube.client import connect
 from envci.output import Reporter
 from envci.stages.provision import provision
 from envci.stages.teardown import teardown
+from envci.stages.wait_ready import wait_ready
 from envci.testing import job
 
 pytestmark = pytest.mark.cluster
@@ -50,9 +55,6 @@ def app(tmp_path: Path) -> Path:
     spec = yaml.safe_load((dest / "envci.yaml").read_text())
     spec["test"][0]["command"][0] = sys.executable  # the interpreter running these tests has pytest
     spec["test"][1]["job"]["labels"] = {"envci.io/simulate": "slow-start"}
-    shutil.copytree(APP.parent / "chart", dest / "chart")
-    spec["components"].append({"name": "probe", "helm": {"chart": "./chart"}})
-    spec["test"].append({"name": "chart", "helm_test": "probe", "timeout": "1m"})
     spec["test"].append({"name": "e2e-broken", "job": {"image": "registry.example.com/shop-e2e:1.0", "command": ["run-e2e"],
                                                       "labels": {"envci.io/simulate": "job-fail"}}, "timeout": "1m"})
     (dest / "envci.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
@@ -161,9 +163,78 @@ def test_testing_an_environment_that_does_not_exist_is_not_ready(kubeconfig: str
     assert "does not exist" in p.stderr and "envci provision" in p.stderr
 
 
-def test_a_failing_helm_test_hook_is_a_failed_case_named_after_the_hook(kubeconfig: str, app: Path, environment: dict[str, Any]) -> None:
-    p = envci("test", "--env", environment["name"], "--suite", "chart", "--output-dir", "out", "-o", "json", cwd=app)
+# --- helm test on the real node -------------------------------------------------------------------
+
+HELM_APP = """\
+name: hts
+ttl: 1h
+components:
+  - name: probe
+    helm: {chart: ./chart}
+    wait: {timeout: 90s}
+test:
+  - name: chart
+    helm_test: probe
+    timeout: 1m
+"""
+
+
+@pytest.fixture
+def helm_environment(real_kubeconfig: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    """The probe chart installed and ready on the real node (its web pod really serves the page).
+
+    $KUBECONFIG names no file here: provision and teardown must run helm against the cluster
+    their client was connected to, not the one the environment variable names.
+    """
+    import secrets
+
+    dest = tmp_path / "helm-app"
+    shutil.copytree(APP.parent / "chart", dest / "chart")
+    (dest / "envci.yaml").write_text(HELM_APP)
+    cfg = load_config(dest / "envci.yaml", CiContext(system="local"), env_override=f"ht-{secrets.token_hex(3)}")
+    kube = connect(real_kubeconfig)
+    progress = io.StringIO()
+    rep = Reporter(err=progress)
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-such-kubeconfig"))
+    try:
+        provision(cfg, kube, rep)
+        wait_ready(cfg, kube, rep, timeout=timedelta(seconds=90))
+        yield {"name": cfg.identity.name, "namespace": cfg.identity.namespace, "dir": dest, "kube": kube}
+    finally:
+        teardown(kube, rep, namespace=cfg.identity.namespace, name=cfg.identity.name, timeout=60)
+    assert "uninstalling helm release probe" in progress.getvalue()  # found by helm on the real cluster
+
+
+def test_helm_test_hooks_run_as_real_pods_and_the_failing_one_is_reported_with_its_log(
+    real_kubeconfig: str, helm_environment: dict[str, Any]
+) -> None:
+    app_dir, ns = helm_environment["dir"], helm_environment["namespace"]
+    p = envci("test", "--env", helm_environment["name"], "--kubeconfig", real_kubeconfig, "--output-dir", "out", "-o", "json", cwd=app_dir)
     assert p.returncode == 1, p.stderr
     res = json.loads(p.stdout)
-    assert res["suites"][0]["kind"] == "helm-test" and res["counts"]["failed"] == 1, p.stdout
-    assert res["failures"] == [{"suite": "chart", "test": "chart.probe-test-connection", "message": "test hook probe-test-connection of release probe: Failed"}]
+    assert res["suites"] == [{"name": "chart", "kind": "helm-test", "outcome": "failed",
+                              "counts": {"tests": 2, "passed": 1, "failed": 1, "errors": 0, "skipped": 0}, "message": "exit code 1"}], p.stdout
+    assert res["failures"] == [{"suite": "chart", "test": "chart.probe-test-health", "message": "test hook probe-test-health of release probe: Failed"}]
+
+    out = app_dir / "out"
+    root = ET.parse(out / "junit.xml").getroot()
+    (suite,) = root.findall("testsuite")
+    cases = {c.get("name"): c for c in suite.findall("testcase")}
+    assert set(cases) == {"probe-test-page", "probe-test-health"}
+    assert cases["probe-test-page"].find("failure") is None
+    failure = cases["probe-test-health"].find("failure")
+    assert failure is not None and failure.get("message") == "test hook probe-test-health of release probe: Failed"
+    # The hook pod's own log: its request went through the Service and the server answered 404.
+    assert "GET http://probe/healthz" in (failure.text or "")
+    assert "wget: server returned error: HTTP/1.1 404 Not Found" in (failure.text or "")
+
+    md = (out / "summary.md").read_text()
+    assert "probe-test-health" in md and "HTTP/1.1 404 Not Found" in md
+    # The passing hook really read the page through the Service by its DNS name.
+    assert "GET http://probe/ answered: hello from probe" in (out / "logs" / "chart.log").read_text()
+
+    # The hook pods were the kubelet's: the passing one exited 0, the failing one 1.
+    core = client.CoreV1Api(config.new_client_from_config(config_file=real_kubeconfig))
+    exits = {name: core.read_namespaced_pod(name, ns).status.container_statuses[0].state.terminated.exit_code
+             for name in ("probe-test-page", "probe-test-health")}
+    assert exits == {"probe-test-page": 0, "probe-test-health": 1}
