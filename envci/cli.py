@@ -175,9 +175,11 @@ def run(args: argparse.Namespace, rep: Reporter) -> int:
         print(markdown() if args.format == "markdown" else json.dumps(schema(), indent=2), end="" if args.format == "markdown" else "\n")
         return ExitCode.OK
     if cmd == "validate":
-        cfg = _load(args, secrets=False)
+        from envci.manifests import check_components
         from envci.plan import install_order
 
+        cfg = _load(args, secrets=False)
+        check_components(cfg)  # the manifest files too: provision would render them after changing things
         waves = install_order(cfg.spec.components)
         rep.result(
             {"valid": True, "name": cfg.identity.name, "namespace": cfg.identity.namespace, "install_order": waves},

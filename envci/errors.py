@@ -112,6 +112,23 @@ class SupersededError(EnvciError):
     exit_code = ExitCode.SUPERSEDED
 
 
+class OwnershipError(EnvciError):
+    """The environment's name points at something envci does not own (a namespace it did not
+    create). Retrying cannot help, and nothing was changed: the name must change (`--env`,
+    `namespace.prefix`), so it is bad input."""
+
+    exit_code = ExitCode.BAD_INPUT
+
+
+class PublishError(EnvciError):
+    """A report could not be published (a PR/MR comment could not be listed, created or updated).
+
+    Publishing never fails a build: the caller turns this into a warning. The message is safe
+    to print (no token, response bodies cut and redacted)."""
+
+    exit_code = ExitCode.INFRASTRUCTURE
+
+
 class LockedError(EnvciError):
     """Another stage holds this environment's lease."""
 

@@ -8,14 +8,23 @@ namespace is refused, since teardown could not find it.
 from __future__ import annotations
 
 import copy
+import glob
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 import yaml
 
 from envci.config.render import render_string
-from envci.errors import ConfigError
+from envci.errors import ConfigError, ConfigErrors
+
+if TYPE_CHECKING:
+    from envci.config.loader import LoadedConfig
+    from envci.config.model import Component
+
+Scope = Callable[[str, str], bool | None]
+"""(apiVersion, kind) -> namespaced?; None when the cluster has no such API (yet)."""
 
 COMPONENT_LABEL = "envci.io/component"
 HELM_RELEASE_ANNOTATION = "meta.helm.sh/release-name"
@@ -80,3 +89,47 @@ def prepare(obj: dict[str, Any], *, namespace: str, component: str, source: str)
     labels[COMPONENT_LABEL] = component
     meta["labels"] = labels
     return obj
+
+
+def component_files(cfg: LoadedConfig, comp: Component) -> list[str]:
+    """The files the component's `manifests:` globs match, in a stable order."""
+    return [f for pattern in comp.manifests or [] for f in sorted(glob.glob(str(cfg.base_dir / pattern), recursive=True))]
+
+
+def file_objects(cfg: LoadedConfig, comp: Component, path: str) -> list[dict[str, Any]]:
+    """One manifest file rendered, parsed and prepared for the environment; raises its first problem."""
+    return [prepare(obj, namespace=cfg.identity.namespace, component=comp.name, source=path) for obj in load_manifest_file(Path(path), cfg.context)]
+
+
+def component_objects(cfg: LoadedConfig, comp: Component) -> list[dict[str, Any]]:
+    return [obj for f in component_files(cfg, comp) for obj in file_objects(cfg, comp, f)]
+
+
+def check_components(cfg: LoadedConfig, scope: Scope | None = None) -> None:
+    """Render every component's manifests and check them, all before anything is changed.
+
+    `validate` runs it without a cluster; provision runs it before creating the namespace, with
+    `scope` from API discovery, so a cluster-scoped object is refused while nothing exists yet.
+    A kind the cluster does not know is left to apply time: a chart installed earlier in the
+    same run may bring its CRD. Raises ConfigErrors with one entry per broken file or object."""
+    errors: list[ConfigError] = []
+    for comp in cfg.spec.components:
+        for f in component_files(cfg, comp):
+            try:
+                objs = file_objects(cfg, comp, f)
+            except ConfigError as e:
+                errors.append(e)
+                continue
+            for obj in objs:
+                if scope is not None and scope(obj["apiVersion"], obj["kind"]) is False:
+                    errors.append(cluster_scoped(comp.name, obj, f))
+    if errors:
+        raise ConfigErrors(errors)
+
+
+def cluster_scoped(component: str, obj: dict[str, Any], source: str | None = None) -> ConfigError:
+    return ConfigError(
+        f"component {component}: {obj['kind']} {obj['metadata']['name']} is cluster-scoped; an environment owns one namespace",
+        file=source,
+        hint="create cluster-scoped objects outside envci, or in a chart that installs them once",
+    )

@@ -6,7 +6,8 @@ from collections.abc import Mapping
 
 import requests
 
-from envci.ci.sticky import Endpoint, PublishError, comment_body, marker, upsert
+from envci.ci.sticky import Endpoint, comment_body, marker, upsert
+from envci.errors import PublishError
 from envci.redact import register
 
 API_VERSION = "2022-11-28"

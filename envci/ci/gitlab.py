@@ -11,7 +11,8 @@ from urllib.parse import quote
 
 import requests
 
-from envci.ci.sticky import Endpoint, PublishError, comment_body, marker, upsert
+from envci.ci.sticky import Endpoint, comment_body, marker, upsert
+from envci.errors import PublishError
 from envci.redact import register
 
 

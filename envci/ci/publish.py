@@ -18,7 +18,7 @@ import requests
 
 from envci.ci import github, gitlab
 from envci.ci.detect import detect_context
-from envci.ci.sticky import PublishError
+from envci.errors import PublishError
 from envci.redact import redact
 from envci.report import summary
 from envci.report.model import RunResult

@@ -13,16 +13,13 @@ from typing import Any
 
 import requests
 
+from envci.errors import PublishError
 from envci.redact import redact, truncate
 
 TIMEOUT_SECONDS = 15
 """Per request: a comment is a convenience, never worth holding a pipeline for long."""
 MAX_PAGES = 30
 """Pages of comments read while looking for the marker (100 per page): a bound for huge threads."""
-
-
-class PublishError(Exception):
-    """A comment could not be listed, created or updated; the message is safe to print."""
 
 
 def marker(env_name: str) -> str:

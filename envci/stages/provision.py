@@ -8,21 +8,19 @@ that teardown and the janitor can find.
 from __future__ import annotations
 
 import asyncio
-import glob
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any, Callable
 
 from envci import state as st
 from envci.ci.outputs import publish
 from envci.config.loader import LoadedConfig
 from envci.config.model import Component
-from envci.errors import EnvciError, InfrastructureError, SupersededError
+from envci.errors import ConfigError, EnvciError, InfrastructureError, OwnershipError, SupersededError
 from envci.identity import is_older_build
 from envci.helm import Helm, load_values_files
 from envci.kube.client import Kube
 from envci.kube.lease import Lease
-from envci.manifests import load_manifest_file, prepare
+from envci.manifests import Scope, check_components, cluster_scoped, component_objects
 from envci.namespace import guard_objects, namespace_object
 from envci.output import Reporter
 from envci.plan import install_order
@@ -42,7 +40,7 @@ def ensure_namespace(kube: Kube, cfg: LoadedConfig, *, now: datetime) -> None:
         meta = existing.get("metadata") or {}
         labels = meta.get("labels") or {}
         if labels.get("envci.io/managed") != "true":
-            raise InfrastructureError(
+            raise OwnershipError(
                 f"namespace {ident.namespace} exists and is not managed by envci",
                 hint="choose another name with --env or namespace.prefix; envci never takes over a namespace it did not create",
             )
@@ -60,24 +58,24 @@ def ensure_namespace(kube: Kube, cfg: LoadedConfig, *, now: datetime) -> None:
     kube.apply(namespace_object(ident, cfg.spec.namespace, now=now, ttl=cfg.spec.ttl_delta, digest=cfg.digest), None)
 
 
-def manifest_objects(cfg: LoadedConfig, comp: Component) -> list[dict[str, Any]]:
-    objs: list[dict[str, Any]] = []
-    for pattern in comp.manifests or []:
-        for f in sorted(glob.glob(str(cfg.base_dir / pattern), recursive=True)):
-            for obj in load_manifest_file(Path(f), cfg.context):
-                objs.append(prepare(obj, namespace=cfg.identity.namespace, component=comp.name, source=f))
-    return objs
+def api_scope(kube: Kube) -> Scope:
+    """Whether a kind is namespaced, from API discovery (reads only)."""
+
+    def scope(api_version: str, kind: str) -> bool | None:
+        try:
+            return bool(kube.resource(api_version, kind).namespaced)
+        except ConfigError:
+            return None  # not served yet: a chart installed earlier in this run may bring the CRD
+
+    return scope
 
 
 def apply_manifests(kube: Kube, cfg: LoadedConfig, comp: Component) -> list[str]:
     names = []
-    for obj in manifest_objects(cfg, comp):
+    for obj in component_objects(cfg, comp):
         res = kube.resource(obj["apiVersion"], obj["kind"])
-        if not res.namespaced:
-            raise EnvciError(
-                f"component {comp.name}: {obj['kind']} {obj['metadata']['name']} is cluster-scoped",
-                hint="environments own one namespace; create cluster-scoped objects outside envci or in a chart",
-            )
+        if not res.namespaced:  # a CRD installed during this run: unknown to the check before it
+            raise cluster_scoped(comp.name, obj)
         kube.apply(obj, cfg.identity.namespace)
         names.append(f"{obj['kind']}/{obj['metadata']['name']}")
     return names
@@ -116,6 +114,8 @@ def provision(
 ) -> dict[str, Any]:
     ident = cfg.identity
     rep.progress(f"provisioning environment {ident.name} in namespace {ident.namespace}")
+    # Every manifest is rendered and checked before the namespace exists: bad input changes nothing.
+    check_components(cfg, api_scope(kube))
     ensure_namespace(kube, cfg, now=clock())
     with Lease(kube, ident.namespace, "provision", progress=rep.progress):
         return _provision_locked(cfg, kube, rep, helm_factory=helm_factory or (lambda: Helm.beside(kube)), wait_between_waves=wait_between_waves, clock=clock)

@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from envci import external
 from envci import state as st
-from envci.errors import EnvciError, InfrastructureError
+from envci.errors import EnvciError, InfrastructureError, OwnershipError
 from envci.helm import Helm
 from envci.identity import is_older_build
 from envci.kube.client import Kube
@@ -31,7 +31,10 @@ def find_namespace(kube: Kube, *, namespace: str | None = None, name: str | None
         if ns and (ns["metadata"].get("labels") or {}).get("envci.io/managed") == "true":
             return ns
         if ns:
-            raise InfrastructureError(f"namespace {namespace} is not managed by envci; refusing to delete it")
+            raise OwnershipError(
+                f"namespace {namespace} is not managed by envci; refusing to delete it",
+                hint="it was not created by envci; if the environment has another name, pass it with --env",
+            )
     if name:
         found = kube.namespaces(f"envci.io/managed=true,envci.io/env={name}")
         if found:
