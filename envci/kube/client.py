@@ -7,6 +7,7 @@ InfrastructureError with the Status message only: response bodies can carry secr
 
 from __future__ import annotations
 
+import email.utils
 import json
 import logging
 import os
@@ -40,6 +41,9 @@ class RetryPolicy:
     4xx answers other than 429 are never retried: they will not change."""
     deadline: float | None = None
     """Monotonic time after which no retry starts (the stage's deadline), or None."""
+    max_retry_after: float = 60.0
+    """The longest wait a server's Retry-After (on 429 and 503) is honoured for, in seconds: an API
+    server under load asks for a few seconds; a proxy asking for an hour should not stall a stage."""
 
 
 def transient(e: BaseException) -> bool:
@@ -48,23 +52,73 @@ def transient(e: BaseException) -> bool:
     return isinstance(e, (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError, OSError))
 
 
-def with_retries(fn: Callable[[], T], doing: str, policy: RetryPolicy, sleep: Callable[[float], None] = time.sleep) -> T:
+def retry_after(e: BaseException, now: Callable[[], float] = time.time) -> float | None:
+    """Pure (given `now`): the seconds a 429/503 answer asked to wait, from its Retry-After header
+    (delta seconds or an HTTP date); None when it asked nothing readable."""
+    if not isinstance(e, ApiException) or e.status not in (429, 503):
+        return None
+    headers = e.headers or {}
+    raw = next((str(v) for k, v in headers.items() if str(k).lower() == "retry-after"), "").strip()
+    if not raw:
+        return None
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        pass
+    try:
+        at = email.utils.parsedate_to_datetime(raw)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, at.timestamp() - now()) if at.tzinfo else None
+
+
+def retry_wait(e: BaseException, attempt: int, policy: RetryPolicy, now: Callable[[], float] = time.time) -> tuple[float, bool]:
+    """Pure: (seconds to wait before the next attempt, whether the server chose it).
+
+    The policy's backoff, or longer when the server asked for longer (capped by max_retry_after):
+    retrying a 429 sooner than asked only adds to the load that caused it."""
+    wait = policy.backoffs[attempt - 1]
+    asked = retry_after(e, now)
+    if asked is not None and asked > wait:
+        return min(asked, policy.max_retry_after), True
+    return wait, False
+
+
+def _gave_up(e: Exception, doing: str, why: str) -> Exception:
+    """What a caller sees when retries end: an ApiException as is (callers turn it into an
+    InfrastructureError with its Status message), anything else as an InfrastructureError."""
+    if isinstance(e, ApiException):
+        return e
+    return InfrastructureError(
+        f"cannot reach the Kubernetes API to {doing} {why}: {type(e).__name__}",
+        hint="check that the API server is up and reachable (KUBECONFIG)",
+    )
+
+
+def with_retries(
+    fn: Callable[[], T],
+    doing: str,
+    policy: RetryPolicy,
+    sleep: Callable[[float], None] = time.sleep,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+) -> T:
     attempts = len(policy.backoffs) + 1
     for attempt in range(1, attempts + 1):
         try:
             return fn()
         except Exception as e:  # noqa: BLE001 - classified just below
-            if not transient(e) or attempt == attempts:
-                if transient(e) and not isinstance(e, ApiException):
-                    raise InfrastructureError(
-                        f"cannot reach the Kubernetes API to {doing} after {attempt} attempts: {type(e).__name__}",
-                        hint="check that the API server is up and reachable (KUBECONFIG)",
-                    ) from None
+            if not transient(e):
                 raise
-            wait = policy.backoffs[attempt - 1]
-            if policy.deadline is not None and time.monotonic() + wait > policy.deadline:
-                raise
-            log.warning("attempt #%d/%d to %s failed (%s); retrying in %.1fs", attempt, attempts, doing, type(e).__name__, wait)
+            if attempt == attempts:
+                raise _gave_up(e, doing, f"after {attempt} attempts") from None
+            wait, asked = retry_wait(e, attempt, policy)
+            if policy.deadline is not None and clock() + wait > policy.deadline:
+                raise _gave_up(e, doing, f"after {attempt} attempt(s), as the deadline comes before the next retry") from None
+            log.warning(
+                "attempt #%d/%d to %s failed (%s); retrying in %.1fs%s",
+                attempt, attempts, doing, type(e).__name__, wait, " as the server asked (Retry-After)" if asked else "",
+            )
             sleep(wait)
     raise AssertionError("unreachable")
 
