@@ -1,7 +1,7 @@
 """Fixtures for the CI wrapper tests: the runners (cached by scripts/ci-deps/wrappers.sh), a copy
 of the repository to install envci from, and a check that every environment a pipeline made is gone.
 
-Each runner test is one real pipeline run against the local cluster; they share one virtualenv of
+Each runner test is one real pipeline run of the demo against the local cluster's real node; they share one virtualenv of
 envci built from the repository copy, so envci is installed once per test session.
 """
 
@@ -17,6 +17,17 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from wrapper_support import REPO, Project, install_tools, java_home
+
+
+@pytest.fixture(scope="session")
+def kubeconfig(real_kubeconfig: str) -> str:
+    """The pipelines run the demo, whose containers really run: the cluster with the real node, holding
+    the project's images (built offline, cached; imported only when the node lacks them)."""
+    from envci.images import build, containerd
+
+    archives = build.build(build.Sources())
+    containerd.ensure_loaded(archives, containerd.default_containerd_socket(), containerd.default_ctr())
+    return real_kubeconfig
 
 
 @pytest.fixture(scope="session")
