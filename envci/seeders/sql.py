@@ -126,9 +126,8 @@ def apply_file(conn: psycopg.Connection[Any], rel: str, text: str, digest: str) 
             raise
         pos = e.diag.statement_position
         line = current.line_at(int(pos) if pos and pos.isdigit() else None)
-        first = current.text.splitlines()[0] if current.text else ""
         raise SeedError(
-            f"{rel}:{line}: {error_text(e)}\n  statement: {truncate(redact(first), 200)}",
+            f"{rel}:{line}: {error_text(e)}\n  statement: {truncate(redact(current.first_line), 200)}",
             kind="sql",
             hint=f"fix the statement at {rel}:{line}; nothing from this file was kept (it ran in one transaction)",
             details={"file": rel, "line": line},

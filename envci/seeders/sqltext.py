@@ -20,13 +20,25 @@ class Statement:
     text: str
     """The statement as sent to the server, from its first non-blank character, without the `;`."""
     line: int
-    """1-based line in the file where `text` starts."""
+    """1-based line in the file where `text` starts (a comment before the statement included)."""
+
+    @property
+    def code_start(self) -> int:
+        """Index in `text` of the statement's first character that is not blank or a comment."""
+        return _code_start(self.text)
+
+    @property
+    def first_line(self) -> str:
+        """The statement's first line of code, for messages (leading comments skipped)."""
+        lines = self.text[self.code_start:].splitlines()
+        return lines[0] if lines else ""
 
     def line_at(self, position: int | None) -> int:
         """The file line of a 1-based character position inside `text` (PostgreSQL's
-        statement_position); the statement's first line when the server gave none."""
+        statement_position); the line where the statement's code starts when the server gave
+        none (many errors have none: a relation that already exists, a unique violation)."""
         if not position or position < 1:
-            return self.line
+            position = self.code_start + 1
         return self.line + self.text.count("\n", 0, position - 1)
 
 
@@ -34,8 +46,8 @@ def checksum(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _has_code(text: str) -> bool:
-    """True unless `text` is only whitespace and comments."""
+def _code_start(text: str) -> int:
+    """Index of the first character of `text` that is not whitespace or in a comment; len(text) if none."""
     i, n = 0, len(text)
     while i < n:
         c = text[i]
@@ -47,8 +59,13 @@ def _has_code(text: str) -> bool:
         elif text.startswith("/*", i):
             i = _skip_block_comment(text, i)
         else:
-            return True
-    return False
+            return i
+    return n
+
+
+def _has_code(text: str) -> bool:
+    """True unless `text` is only whitespace and comments."""
+    return _code_start(text) < len(text)
 
 
 def _skip_block_comment(text: str, i: int) -> int:

@@ -57,5 +57,13 @@ def test_error_position_maps_to_the_file_line() -> None:
     assert st.line_at(st.text.index("oops") + 1) == 12
 
 
+def test_an_error_without_position_points_at_the_code_not_the_comment_above_it() -> None:
+    # "relation already exists" and unique violations come without a position
+    (st,) = split_statements("-- Tables of the shop.\n/* v2 */\n\nCREATE TABLE products (\n  id int\n);\n")
+    assert st.line == 1  # the text sent to the server keeps its comments (positions count them)
+    assert st.line_at(None) == 4 and st.first_line == "CREATE TABLE products ("
+    assert st.line_at(st.text.index("id int") + 1) == 5
+
+
 def test_checksum_is_content_based() -> None:
     assert checksum("a") == checksum("a") != checksum("b")
