@@ -133,3 +133,10 @@ class LockedError(EnvciError):
     """Another stage holds this environment's lease."""
 
     exit_code = ExitCode.INFRASTRUCTURE
+
+
+class LeaseLostError(EnvciError):
+    """This stage lost the environment's lease while it ran (renewals failed for longer than the
+    lease lasts, or another stage took it over), so it stops before changing anything more."""
+
+    exit_code = ExitCode.INFRASTRUCTURE

@@ -2,10 +2,16 @@
 
 The holder renews it from a background thread; a holder that died (SIGKILL, lost runner) stops
 renewing, and the lease can be taken over once `duration` has passed without renewal.
+
+A holder can lose its lease while alive: the API server is unreachable for longer than `duration`,
+or another process took the lease over. The renewal thread logs every failed renewal and sets
+`Lease.lost`; the stage calls `Lease.check()` between steps and stops with LeaseLostError rather
+than change an environment another stage now works on.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import threading
@@ -14,13 +20,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
+import urllib3
 from kubernetes.client.exceptions import ApiException
 
-from envci.errors import LockedError
-from envci.kube.client import Kube, api_error
+from envci.errors import LeaseLostError, LockedError
+from envci.kube.client import Kube, api_error, status_message
+from envci.redact import redact
 from envci.timestamps import parse_time
 
 LEASE_NAME = "envci-lock"
+log = logging.getLogger("envci.lease")
 
 
 @dataclass(frozen=True)
@@ -56,6 +65,16 @@ def _fmt(t: datetime) -> str:
     return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def holder_of(lease: dict[str, Any]) -> str:
+    return str((lease.get("spec") or {}).get("holderIdentity") or "")
+
+
+def unrenewed_too_long(last_renewed: datetime, now: datetime, duration: timedelta) -> bool:
+    """Pure: has our last successful renewal aged past the lease's duration? From then on
+    another stage may take the lease over, so the holder must assume it is lost."""
+    return last_renewed + duration <= now
+
+
 def expired(lease: dict[str, Any], now: datetime) -> bool:
     """Pure: has the holder stopped renewing for longer than the lease's duration?"""
     spec = lease.get("spec") or {}
@@ -75,14 +94,20 @@ class Lease:
         *,
         settings: LeaseSettings | None = None,
         progress: Callable[[str], None] = lambda m: None,
+        clock: Callable[[], datetime] = _now,
     ) -> None:
         self.kube = kube
         self.ns = namespace
         self.identity = holder_identity(stage)
         self.settings = settings or settings_from_env()
         self.progress = progress
+        self.clock = clock
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.lost = threading.Event()
+        """Set by the renewal thread once the lease can no longer be counted on."""
+        self.lost_reason = ""
+        self._renewed = clock()
 
     def _body(self, now: datetime, transitions: int = 0) -> dict[str, Any]:
         return {
@@ -101,7 +126,7 @@ class Lease:
     def _try_acquire(self) -> str | None:
         """Take the lease if free; return the current holder if not."""
         api = self.kube.coordination
-        now = _now()
+        now = self.clock()
         try:
             self.kube.call(lambda: api.create_namespaced_lease(self.ns, self._body(now)), "create the environment lock")
             return None
@@ -148,28 +173,71 @@ class Lease:
                 self.progress(f"waiting for {holder} to finish with this environment")
                 announced = holder
             sleep(1.0)
+        self._renewed = self.clock()
         self._thread = threading.Thread(target=self._renew_loop, name="envci-lease", daemon=True)
         self._thread.start()
 
     def _renew_loop(self) -> None:
         while not self._stop.wait(self.settings.renew_every.total_seconds()):
-            try:
-                self.kube.coordination.patch_namespaced_lease(
-                    LEASE_NAME, self.ns, {"spec": {"renewTime": _fmt(_now())}}
-                )
-            except Exception:  # noqa: BLE001 - a missed renewal is retried; the lease tolerates two
-                pass
+            self.renew_once()
+            if self.lost.is_set():
+                return  # renewing a lease someone else may hold would only fight over it
+
+    def renew_once(self) -> None:
+        """One renewal: ours only while we still hold it (optimistic, by resourceVersion)."""
+        api = self.kube.coordination
+        timeout = max(1.0, self.settings.renew_every.total_seconds())  # never block past the next round
+        try:
+            cur = self.kube.api.sanitize_for_serialization(api.read_namespaced_lease(LEASE_NAME, self.ns, _request_timeout=timeout))
+            holder = holder_of(cur)
+            if holder != self.identity:
+                self._lose(f"{holder or 'nobody'} holds it now")
+                return
+            now = self.clock()
+            cur["spec"]["renewTime"] = _fmt(now)
+            api.replace_namespaced_lease(LEASE_NAME, self.ns, cur, _request_timeout=timeout)
+            self._renewed = now
+        except ApiException as e:
+            if e.status == 404:
+                self._lose("it was deleted")
+                return
+            self._failed(status_message(e))
+        except (urllib3.exceptions.HTTPError, OSError) as e:
+            self._failed(type(e).__name__)
+
+    def _failed(self, why: str) -> None:
+        # The lease tolerates a missed renewal or two; say so each time, and give it up once it has
+        # gone unrenewed for as long as it lasts, since another stage may then take it.
+        log.warning("could not renew the lock of %s (%s); renewed last at %s", self.ns, redact(why), _fmt(self._renewed))
+        if unrenewed_too_long(self._renewed, self.clock(), self.settings.duration):
+            self._lose(f"not renewed for {int(self.settings.duration.total_seconds())}s")
+
+    def _lose(self, why: str) -> None:
+        self.lost_reason = why
+        self.lost.set()
+        log.warning("lost the lock of %s: %s", self.ns, why)
+
+    def check(self) -> None:
+        """Raise LeaseLostError if the lease was lost: call it between steps that change things."""
+        if self.lost.is_set():
+            raise LeaseLostError(
+                f"this stage lost the lock of {self.ns} ({self.lost_reason}); it stopped before its next step",
+                hint="another stage may be working on the environment; run this stage again once it is done",
+            )
 
     def release(self) -> None:
         self._stop.set()
         if self._thread:
             self._thread.join(timeout=5)
         try:
-            cur = self.kube.coordination.read_namespaced_lease(LEASE_NAME, self.ns)
-            if cur.spec.holder_identity == self.identity:
+            cur = self.kube.api.sanitize_for_serialization(self.kube.coordination.read_namespaced_lease(LEASE_NAME, self.ns))
+            if holder_of(cur) == self.identity:
                 self.kube.coordination.delete_namespaced_lease(LEASE_NAME, self.ns)
         except ApiException:
             pass  # namespace gone (teardown) or lease already taken over: nothing to release
+        except (urllib3.exceptions.HTTPError, OSError) as e:
+            # Never hide the stage's own outcome; the lease expires by itself after `duration`.
+            log.warning("could not release the lock of %s (%s); it expires by itself", self.ns, type(e).__name__)
 
     def __enter__(self) -> "Lease":
         self.acquire()

@@ -117,8 +117,9 @@ def provision(
     # Every manifest is rendered and checked before the namespace exists: bad input changes nothing.
     check_components(cfg, api_scope(kube))
     ensure_namespace(kube, cfg, now=clock())
-    with Lease(kube, ident.namespace, "provision", progress=rep.progress):
-        return _provision_locked(cfg, kube, rep, helm_factory=helm_factory or (lambda: Helm.beside(kube)), wait_between_waves=wait_between_waves, clock=clock)
+    with Lease(kube, ident.namespace, "provision", progress=rep.progress) as lease:
+        return _provision_locked(cfg, kube, rep, helm_factory=helm_factory or (lambda: Helm.beside(kube)), wait_between_waves=wait_between_waves,
+                                 clock=clock, still_held=lease.check)
 
 
 def _provision_locked(
@@ -129,6 +130,7 @@ def _provision_locked(
     helm_factory: Callable[[], Helm],
     wait_between_waves: Callable[[list[str]], None] | None,
     clock: Clock,
+    still_held: Callable[[], None] = lambda: None,
 ) -> dict[str, Any]:
     ident = cfg.identity
     spec = cfg.spec
@@ -149,6 +151,7 @@ def _provision_locked(
         helm = helm_factory() if any(c.helm for c in spec.components) else None
         waves = install_order(spec.components)
         for i, wave in enumerate(waves):
+            still_held()  # a stage that lost the lease installs nothing more
             rep.progress(f"installing {', '.join(wave)}")
             comps = [spec.component(n) for n in wave]
             results = asyncio.run(_install_wave(kube, helm, cfg, comps, state))

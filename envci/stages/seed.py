@@ -8,6 +8,7 @@ in the cluster; the first failing step stops the stage, and the steps after it d
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from envci import state as st
@@ -42,17 +43,20 @@ def seed(cfg: LoadedConfig, kube: Kube, rep: Reporter, *, only: list[int] | None
     if not steps:
         rep.progress("no seed steps in envci.yaml")
         return {"name": ident.name, "namespace": ident.namespace, "steps": []}
-    with Lease(kube, ident.namespace, "seed", progress=rep.progress):
-        return _seed_locked(cfg, kube, rep, steps)
+    with Lease(kube, ident.namespace, "seed", progress=rep.progress) as lease:
+        return _seed_locked(cfg, kube, rep, steps, still_held=lease.check)
 
 
-def _seed_locked(cfg: LoadedConfig, kube: Kube, rep: Reporter, steps: list[tuple[int, Any]]) -> dict[str, Any]:
+def _seed_locked(
+    cfg: LoadedConfig, kube: Kube, rep: Reporter, steps: list[tuple[int, Any]], *, still_held: Callable[[], None] = lambda: None
+) -> dict[str, Any]:
     ident = cfg.identity
     # Without a record (provision crashed before writing it), start one: an S3 bucket must be findable.
     state = st.load(kube, ident.namespace) or st.EnvState(name=ident.name, namespace=ident.namespace, app=ident.app)
     results: list[dict[str, Any]] = []
     started = time.monotonic()
     for i, step in steps:
+        still_held()  # a stage that lost the lease stops before its next step changes data
         kind = kind_of(step)
         name = describe(step, kind)
         rep.progress(f"seed[{i}] {name}")

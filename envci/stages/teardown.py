@@ -96,21 +96,25 @@ def teardown(
     rep.progress(f"tearing down environment {env_name} (namespace {ns_name})")
     lease = None
     state = None  # a namespace already Terminating has no record worth reading
-    if not ns["metadata"].get("deletionTimestamp"):
-        lease = Lease(kube, ns_name, "teardown", progress=rep.progress)
-        lease.acquire()
-        state = st.load(kube, ns_name)
-        if state:
-            state.record("teardown", "started")
-            try:
-                st.save(kube, state)
-            except EnvciError:
-                pass
-        _uninstall_releases(kube, ns_name, rep, helm_factory or (lambda: Helm.beside(kube)))
-    _delete_external(ns, state=state, rep=rep)
-    kube.delete("v1", "Namespace", ns_name)
-    if lease:
-        lease.release()
+    try:  # whatever fails below, the lease is released and its renewal thread stopped
+        if not ns["metadata"].get("deletionTimestamp"):
+            lease = Lease(kube, ns_name, "teardown", progress=rep.progress)
+            lease.acquire()
+            state = st.load(kube, ns_name)
+            if state:
+                state.record("teardown", "started")
+                try:
+                    st.save(kube, state)
+                except EnvciError:
+                    pass
+            _uninstall_releases(kube, ns_name, rep, helm_factory or (lambda: Helm.beside(kube)))
+        _delete_external(ns, state=state, rep=rep, lease=lease)
+        if lease:
+            lease.check()  # another stage took over meanwhile: do not delete its namespace
+        kube.delete("v1", "Namespace", ns_name)
+    finally:
+        if lease:
+            lease.release()
     if not wait:
         return {"name": env_name, "namespace": ns_name, "deleted": True, "existed": True}
     gone = _wait_gone(kube, ns_name, timeout, rep, sleep, force=force)
@@ -145,11 +149,13 @@ def _uninstall_releases(kube: Kube, namespace: str, rep: Reporter, helm_factory:
         rep.warn(f"{e.message}; the namespace deletion removes what is left")
 
 
-def _delete_external(ns: dict[str, Any], *, state: st.EnvState | None, rep: Reporter) -> None:
+def _delete_external(ns: dict[str, Any], *, state: st.EnvState | None, rep: Reporter, lease: Lease | None = None) -> None:
     items = st.external_from_namespace(ns)
     if state:
         items += [i for i in state.external if i not in items]
     for item in items:
+        if lease:
+            lease.check()
         rep.progress(f"  deleting {item.get('type')} {item.get('bucket') or item.get('name', '')}")
         external.delete(item)
 
