@@ -2,7 +2,8 @@
 
 build: build (or find in the cache) the archives; stdout carries only their paths, one a line, so
 `ctr images import $(python -m envci.images build)` and `envci cluster load-image $(...)` work.
-load: build, then import into the local cluster's real node those images it does not hold yet.
+load: build, then import into the local cluster's real node those images it does not hold yet, or holds
+from an older build under the same tag.
 list: the images the project builds. Progress goes to stderr.
 """
 

@@ -3,12 +3,15 @@
 Kubernetes finds an image on the node by name in containerd's `k8s.io` namespace, so "loading" an image
 is `ctr -n k8s.io images import` of its archive. Every archive is validated (`reader.read_archive`) before
 the first import, so a bad file among several loads nothing. `ensure_loaded` asks containerd what it has
-and imports only the archives that bring something new: `envci cluster up` calls it for the sandbox and
-DNS images on every start, and it costs one `ctr images ls` when they are there.
+and imports only the archives that bring something new: an image it lacks, or one it holds under the same
+name with other content (a rebuilt `envci.local/envci:<version>` after a source change keeps its tag).
+`envci cluster up` calls it for the sandbox and DNS images on every start, and it costs a few `ctr` calls
+when they are there.
 """
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -54,16 +57,22 @@ def normalize_reference(name: str) -> str:
     return path + tag
 
 
-def archives_to_import(contents: Mapping[Path, Sequence[ArchiveImage]], present: Iterable[str]) -> list[Path]:
-    """Archives holding at least one named image containerd lacks, in the order given.
+def archives_to_import(
+    contents: Mapping[Path, Sequence[ArchiveImage]], present: Iterable[str], stored_configs: Mapping[str, str] | None = None
+) -> list[Path]:
+    """Archives holding at least one named image containerd lacks or holds with another config, in the order given.
 
-    An archive with no named image cannot be checked by name, so it is always imported.
+    `stored_configs` maps a stored name to its config digest where known; a name missing from it is
+    taken to be up to date. An archive with no named image cannot be checked by name, so it is always
+    imported.
     """
     have = {normalize_reference(n) for n in present}
+    configs = {normalize_reference(n): d for n, d in (stored_configs or {}).items()}
     out = []
     for path, images in contents.items():
-        names = [normalize_reference(n) for i in images for n in i.names]
-        if not names or any(n not in have for n in names):
+        named = [(normalize_reference(n), i.config_digest) for i in images for n in i.names]
+        stale = any(n not in have or configs.get(n, digest) != digest for n, digest in named)
+        if not named or stale:
             out.append(path)
     return out
 
@@ -107,6 +116,33 @@ def list_images(socket: Path, ctr: Path, *, run: Runner = subprocess.run) -> set
     return {line.strip() for line in out.splitlines() if line.strip()}
 
 
+def stored_config_digests(names: Iterable[str], socket: Path, ctr: Path, *, run: Runner = subprocess.run) -> dict[str, str]:
+    """The config digest of each of `names` that containerd holds as a single-platform image.
+
+    The config digest is the image's identity (the kubelet's image ID). A multi-platform image (an
+    index) is left out: which of its platforms runs is containerd's choice, so it is never called stale.
+    """
+    wanted = {normalize_reference(n) for n in names}
+    if not wanted:
+        return {}
+    listing = _call(_ctr(ctr, socket, "images", "ls"), "listing containerd's images", LIST_TIMEOUT, run)
+    targets = {}
+    for line in listing.splitlines()[1:]:  # REF TYPE DIGEST SIZE PLATFORMS LABELS
+        fields = line.split()
+        if len(fields) >= 3 and fields[0] in wanted and fields[2].startswith("sha256:"):
+            targets[fields[0]] = fields[2]
+    out = {}
+    for name, target in targets.items():
+        try:
+            blob = _call(_ctr(ctr, socket, "content", "get", target), f"reading the manifest of {name}", LIST_TIMEOUT, run)
+            config = (json.loads(blob).get("config") or {}).get("digest")
+        except (InfrastructureError, ValueError, AttributeError):
+            continue  # unknown: taken to be up to date, as before this check existed
+        if isinstance(config, str):
+            out[name] = config
+    return out
+
+
 def import_archive(archive: Path, socket: Path, ctr: Path, *, run: Runner = subprocess.run) -> None:
     """Import one archive (all platforms it holds, unpacked for the kubelet)."""
     _check_node(socket, ctr)
@@ -128,12 +164,16 @@ def load_archives(
 def ensure_loaded(
     images: Sequence[Path], socket: Path, ctr: Path, *, run: Runner = subprocess.run, progress: Callable[[str], None] = lambda _m: None
 ) -> list[Path]:
-    """Import those of the archives `images` whose images containerd lacks; returns the archives imported.
+    """Import those of the archives `images` whose images containerd lacks, or holds with other
+    content under the same name; returns the archives imported.
 
     `images` are archive paths, e.g. `envci.images.build.build(Sources(), only=[...])`'s result.
     """
     contents = {Path(a): read_archive(Path(a)) for a in images}
-    todo = archives_to_import(contents, list_images(socket, ctr, run=run))
+    present = list_images(socket, ctr, run=run)
+    have = {normalize_reference(n) for n in present}
+    held = [n for imgs in contents.values() for i in imgs for n in i.names if normalize_reference(n) in have]
+    todo = archives_to_import(contents, present, stored_config_digests(held, socket, ctr, run=run))
     for path in todo:
         progress(f"importing {path} ({path.stat().st_size / 1e6:.1f} MB)")
         import_archive(path, socket, ctr, run=run)

@@ -16,7 +16,7 @@ from envci.errors import ConfigError, ExitCode, InfrastructureError, NotReadyErr
 from envci.images.archive import Image, write_archive
 from envci.images.containerd import archives_to_import, ensure_loaded, load_archives, normalize_reference
 from envci.images.layer import LayerContents, write_layer
-from envci.images.reader import ArchiveImage
+from envci.images.reader import ArchiveImage, read_archive
 from envci.localcluster import command
 
 FAKE_CTR = """#!/bin/sh
@@ -80,6 +80,50 @@ def test_only_archives_bringing_a_missing_image_are_imported() -> None:
     }
     present = ["envci.local/pause:3.10", "envci.local/a:1", "docker.io/library/busybox:1"]
     assert archives_to_import(contents, present) == [Path("two.tar"), Path("unnamed.tar")]
+
+
+def test_an_image_held_with_another_config_is_imported_again() -> None:
+    contents = {
+        Path("envci.tar"): [ArchiveImage(("envci.local/envci:0.1.0",), "sha256:new", 3, "docker")],
+        Path("pause.tar"): [ArchiveImage(("envci.local/pause:3.10",), "sha256:p", 1, "docker")],
+        Path("index.tar"): [ArchiveImage(("envci.local/multi:1",), "sha256:m", 1, "oci")],
+    }
+    present = ["envci.local/envci:0.1.0", "envci.local/pause:3.10", "envci.local/multi:1"]
+    stored = {"envci.local/envci:0.1.0": "sha256:old", "envci.local/pause:3.10": "sha256:p"}  # multi: an index, unknown
+    assert archives_to_import(contents, present, stored) == [Path("envci.tar")]
+
+
+LISTING_CTR = """#!/bin/sh
+echo "$@" >> "{calls}"
+for last; do :; done
+case "$*" in
+  *" images ls -q") cat "{present}" ;;
+  *" images ls") cat "{listing}" ;;
+  *" content get "*) cat "{blobs}/$last" ;;
+esac
+"""
+
+
+def test_ensure_loaded_compares_the_config_containerd_holds(tmp_path: Path, node: dict[str, Path]) -> None:
+    """A rebuilt image keeps its tag; the manifest containerd stores under it names the old config."""
+    archive = _archive(tmp_path, "envci.local/a:1")
+    [image] = read_archive(archive)
+    blobs = tmp_path / "blobs"
+    blobs.mkdir()
+    listing = tmp_path / "listing"
+    node["ctr"].write_text(LISTING_CTR.format(calls=node["calls"], present=node["present"], listing=listing, blobs=blobs))
+    node["present"].write_text("envci.local/a:1\n")
+    listing.write_text(
+        "REF TYPE DIGEST SIZE PLATFORMS LABELS\n"
+        "envci.local/a:1 application/vnd.docker.distribution.manifest.v2+json sha256:m1 1.0 KiB linux/amd64 -\n"
+    )
+
+    (blobs / "sha256:m1").write_text(json.dumps({"schemaVersion": 2, "config": {"digest": "sha256:" + "0" * 64}}))
+    assert ensure_loaded([archive], node["socket"], node["ctr"]) == [archive]
+
+    (blobs / "sha256:m1").write_text(json.dumps({"schemaVersion": 2, "config": {"digest": image.config_digest}}))
+    assert ensure_loaded([archive], node["socket"], node["ctr"]) == []
+    assert _imports(node) == [str(archive)]
 
 
 def test_ensure_loaded_imports_what_is_missing_then_nothing(tmp_path: Path, node: dict[str, Path]) -> None:
