@@ -46,9 +46,16 @@ class RetryPolicy:
     server under load asks for a few seconds; a proxy asking for an hour should not stall a stage."""
 
 
+LOCAL_FILE_ERRORS = (FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError, NotADirectoryError)
+"""OSErrors about a file on this machine (the discovery cache, a token, a certificate): retrying
+cannot fix them, and calling them "cannot reach the API" would send the reader the wrong way."""
+
+
 def transient(e: BaseException) -> bool:
     if isinstance(e, ApiException):
         return e.status in RETRY_STATUS or e.status == 0
+    if isinstance(e, LOCAL_FILE_ERRORS):
+        return False
     return isinstance(e, (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError, OSError))
 
 
@@ -173,6 +180,13 @@ class Kube:
                 self._dyn = with_retries(lambda: DynamicClient(self.api), "discover the API", self.retry)
             except ApiException as e:
                 raise api_error(e, "discover the API") from None
+            except LOCAL_FILE_ERRORS as e:
+                # The client keeps its discovery cache in the temporary directory.
+                raise InfrastructureError(
+                    f"cannot keep the Kubernetes API discovery cache: {e}",
+                    hint="give envci a writable temporary directory (TMPDIR); in a pod with a read-only root "
+                    "filesystem, mount an emptyDir at /tmp",
+                ) from None
         return self._dyn
 
     # --- generic -------------------------------------------------------------------------------

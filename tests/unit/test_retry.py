@@ -43,3 +43,11 @@ def test_gives_up_with_a_clear_error() -> None:
     with pytest.raises(InfrastructureError) as ei:
         with_retries(fn, "list pods", RetryPolicy(backoffs=(0, 0)), lambda s: None)
     assert fn.calls == 3 and "after 3 attempts" in str(ei.value)
+
+
+def test_a_local_file_error_is_not_retried_nor_called_unreachable() -> None:
+    # e.g. no writable temporary directory for the discovery cache, in a read-only container
+    fn = Flaky([FileNotFoundError("No usable temporary directory found in ['/tmp']")])
+    with pytest.raises(FileNotFoundError):
+        with_retries(fn, "discover the API", RetryPolicy(backoffs=(0, 0)), lambda s: None)
+    assert fn.calls == 1
