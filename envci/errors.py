@@ -62,12 +62,15 @@ class ConfigError(EnvciError):
 
 
 class ConfigErrors(ConfigError):
-    """Several configuration problems reported at once, so a user fixes them in one pass."""
+    """Several configuration problems reported at once, so a user fixes them in one pass.
+
+    Raised only by checks that run before a stage changes anything (loading envci.yaml, rendering
+    the manifest files), which is what lets the message say so."""
 
     def __init__(self, errors: list[ConfigError]) -> None:
         self.errors = errors
         text = "\n".join(str(e) for e in errors)
-        EnvciError.__init__(self, f"{len(errors)} problem(s) in the configuration:\n{text}")
+        EnvciError.__init__(self, f"{len(errors)} problem(s) in the configuration; nothing was changed:\n{text}")
         self.file = errors[0].file if errors else None
         self.line = errors[0].line if errors else None
         self.field = errors[0].field if errors else None

@@ -12,13 +12,14 @@ import json
 import os
 import subprocess
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
 from envci import redact
+from envci.config.checks import problems as cross_problems
 from envci.config.model import Spec
 from envci.config.overrides import merge as merge_values
 from envci.config.render import LazySecrets, render_tree
@@ -39,6 +40,8 @@ class LoadedConfig:
     digest: str  # of the rendered spec, secrets excluded: tells provision whether anything changed
     lines: dict[Path_, int]
     context: dict[str, Any]  # the template context, for rendering manifest files the same way
+    secret_uses: Mapping[Path_, frozenset[str]] = field(default_factory=dict)
+    """Which rendered values read secrets (path -> secret names): such a value is itself a secret."""
 
     def resolve_path(self, rel: str) -> Path:
         return (self.base_dir / rel).resolve()
@@ -125,8 +128,9 @@ def load_config(
         "values": raw.get("values") or {},
         "secrets": LazySecrets(list(refs), secret),
     }
+    secret_uses: dict[Path_, frozenset[str]] = {}
     try:
-        rendered, problems = render_tree(raw, context)
+        rendered, problems = render_tree(raw, context, secret_uses=secret_uses)
     except ConfigError as e:
         raise ConfigError(e.detail, file=fname, field=e.field, hint=e.hint) from None
     if problems:
@@ -136,15 +140,17 @@ def load_config(
     spec = _validate(rendered, fname, lines)
     base = file.resolve().parent
     root = repository_root(base)
-    errors = _check_references(spec, lines, fname)
+    errors = [_err(p.message, fname, lines, p.path, p.hint) for p in cross_problems(spec, secret_uses)]
     if check_files:
         errors += _check_files(spec, lines, fname, base, root)
     if errors:
-        raise ConfigErrors(errors)
+        raise ConfigErrors(sorted(errors, key=lambda e: e.line or 0))  # in file order, as a reader fixes them
     digest = hashlib.sha256(
         json.dumps(redact_secrets(rendered, cache), sort_keys=True, default=str).encode()
     ).hexdigest()[:16]
-    return LoadedConfig(spec=spec, identity=ident, file=file, base_dir=base, root=root, digest=digest, lines=lines, context=context)
+    return LoadedConfig(
+        spec=spec, identity=ident, file=file, base_dir=base, root=root, digest=digest, lines=lines, context=context, secret_uses=secret_uses
+    )
 
 
 def redact_secrets(data: Any, values: Mapping[str, str]) -> Any:
@@ -160,13 +166,30 @@ def _validate(data: dict[str, Any], fname: str, lines: dict[Path_, int]) -> Spec
     try:
         return Spec.model_validate(data)
     except ValidationError as e:
-        raise ConfigErrors([_to_config_error(err, fname, lines) for err in e.errors()]) from None
+        raise ConfigErrors(_merge_alternatives([_to_config_error(err, fname, lines) for err in e.errors()])) from None
+
+
+def _merge_alternatives(errors: list[ConfigError]) -> list[ConfigError]:
+    """One error per field: a value that fits no member of a union (`list[str] | str`) gets one
+    error per member from pydantic, which reads as several problems where there is one."""
+    out: list[ConfigError] = []
+    for e in errors:
+        last = out[-1] if out else None
+        if last is not None and (last.line, last.field) == (e.line, e.field) and e.detail.startswith("Input should be "):
+            detail = f"{last.detail} or {e.detail.removeprefix('Input should be ')}"
+            out[-1] = ConfigError(detail, file=last.file, line=last.line, field=last.field, hint=last.hint)
+        else:
+            out.append(e)
+    return out
 
 
 def _to_config_error(err: Any, fname: str, lines: dict[Path_, int]) -> ConfigError:
     # Pydantic puts union tags in the location ("components", 0, "helm"...) plus discriminator tags
     # such as "sql"; drop the tags that are not real keys so the dotted path matches the file.
     loc: tuple[str | int, ...] = tuple(err["loc"])
+    ctx = err.get("ctx") or {}
+    if ctx.get("at"):  # a check across fields names the one it is about
+        loc = (*loc, ctx["at"])
     real = _real_path(loc, lines)
     kind = err["type"]
     if kind == "extra_forbidden":
@@ -175,11 +198,16 @@ def _to_config_error(err: Any, fname: str, lines: dict[Path_, int]) -> ConfigErr
         msg, hint = "required field is missing", "add it (see the envci.yaml reference in README)"
     else:
         msg = err["msg"].removeprefix("Value error, ")
-        hint = _hint_for(kind)
+        hint = ctx.get("hint") or _hint_for(kind)
     return ConfigError(msg, file=fname, line=line_for(lines, real), field=dotted(real), hint=hint)
 
 
+_UNIONS = {"seed": {"sql", "s3", "job", "http", "exec"}, "test": {"command", "job", "helm_test"}}
+
+
 def _real_path(loc: tuple[str | int, ...], lines: dict[Path_, int]) -> Path_:
+    if len(loc) >= 3 and isinstance(loc[1], int) and loc[2] in _UNIONS.get(str(loc[0]), ()):
+        loc = (*loc[:2], *loc[3:])  # pydantic names the member a step was read as; the file has no such level
     out: list[str | int] = []
     for part in loc:
         candidate = (*out, part)
@@ -194,38 +222,20 @@ def _real_path(loc: tuple[str | int, ...], lines: dict[Path_, int]) -> Path_:
 _TAGS = {"sql", "s3", "job", "http", "exec", "command", "helm_test", "function-after", "function-before"}
 
 
+_TYPE_TAGS = {"str", "int", "float", "bool", "none"}
+"""How pydantic names the members of a plain union (`list[str] | str`) in an error's location."""
+
+
 def _is_tag(part: str) -> bool:
-    return part in _TAGS or "[" in part
+    return part in _TAGS or part in _TYPE_TAGS or "[" in part
 
 
-def _hint_for(kind: str) -> str | None:
+def _hint_for(kind: str) -> str:
     if kind.endswith("_type") or kind.endswith("_parsing"):
         return "check the value's type against the envci.yaml reference"
     if kind in ("seed_kind", "test_kind"):
         return "see the seed/test reference in README"
-    return None
-
-
-def _check_references(spec: Spec, lines: dict[Path_, int], fname: str) -> list[ConfigError]:
-    errors: list[ConfigError] = []
-    names = [c.name for c in spec.components]
-    seen: set[str] = set()
-    for i, c in enumerate(spec.components):
-        if c.name in seen:
-            errors.append(_err(f"duplicate component name {c.name!r}", fname, lines, ("components", i, "name"), "names must be unique"))
-        seen.add(c.name)
-        for j, dep in enumerate(c.depends_on):
-            if dep not in names:
-                errors.append(
-                    _err(f"depends on unknown component {dep!r}", fname, lines, ("components", i, "depends_on", j), f"known: {', '.join(names)}")
-                )
-    from envci.plan import CycleError, install_order
-
-    try:
-        install_order(spec.components)
-    except CycleError as e:
-        errors.append(_err(str(e), fname, lines, ("components",), "remove one depends_on from the cycle"))
-    return errors
+    return "see the envci.yaml reference in README (`envci schema --format markdown`)"
 
 
 def _err(msg: str, fname: str, lines: dict[Path_, int], path: Path_, hint: str | None = None) -> ConfigError:

@@ -11,9 +11,11 @@ import re
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from envci.durations import parse_duration
+from envci.s3names import check_bucket_name, parse_s3_url
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 RESERVED_LABEL_PREFIX = "envci.io/"
@@ -21,6 +23,27 @@ RESERVED_LABEL_PREFIX = "envci.io/"
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+def invalid(message: str, hint: str, *, at: str | None = None) -> PydanticCustomError:
+    """A validation error carrying its hint and, for a check across fields, the field it is about;
+    the loader turns both into the ConfigError's hint and field (and so its line)."""
+    return PydanticCustomError("envci", "{message}", {"message": message, "hint": hint, "at": at})
+
+
+def is_template(v: str) -> bool:
+    """The first validation sees the file as written: a templated value is checked once rendered."""
+    return "{{" in v or "{%" in v
+
+
+def _scalar_text(v: Any) -> Any:
+    # YAML reads `DEBUG: 1` or `VERBOSE: true` as numbers and booleans; a container sees text.
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return str(v) if isinstance(v, (int, float)) else v
+
+
+EnvValue = Annotated[str, BeforeValidator(_scalar_text)]
 
 
 def _duration(v: Any) -> str:
@@ -174,6 +197,12 @@ class SqlSeed(Strict):
     user: str = Field("postgres", description="Database user")
     password: str | None = Field(None, description="Name of a secret in `secrets:` holding the password")
 
+    @model_validator(mode="after")
+    def _a_database(self) -> "SqlSeed":
+        if not (self.component or self.service or self.url):
+            raise invalid("needs `component`, `service` or `url` to know which database to seed", "e.g. `component: db`")
+        return self
+
 
 class S3Seed(Strict):
     s3: str = Field(description="Local fixtures folder to upload, relative to envci.yaml")
@@ -184,6 +213,31 @@ class S3Seed(Strict):
     region: str = Field("us-east-1", description="Region")
     access_key: str | None = Field(None, description="Secret name in `secrets:` for the access key id")
     secret_key: str | None = Field(None, description="Secret name in `secrets:` for the secret access key")
+
+    @field_validator("bucket")
+    @classmethod
+    def _bucket(cls, v: str | None) -> str | None:
+        why = check_bucket_name(v) if v and not is_template(v) else None
+        if why:
+            raise invalid(f"bucket name {v!r} {why}", "leave `bucket` out to use one named after the environment")
+        return v
+
+    @field_validator("copy_from")
+    @classmethod
+    def _copy_from(cls, v: str | None) -> str | None:
+        if v and not is_template(v):
+            try:
+                parse_s3_url(v)
+            except ValueError as e:
+                raise invalid(str(e), "use the form s3://bucket/prefix") from None
+        return v
+
+    @model_validator(mode="after")
+    def _key_pair(self) -> "S3Seed":
+        if bool(self.access_key) != bool(self.secret_key):
+            raise invalid("give both `access_key` and `secret_key`, or neither",
+                          "without them the usual AWS credential chain applies", at="secret_key" if self.access_key else "access_key")
+        return self
 
 
 class JobSeed(Strict):
@@ -200,6 +254,22 @@ class JobSeed(Strict):
 
     _v = field_validator("timeout", mode="before")(_duration)
 
+    @field_validator("job")
+    @classmethod
+    def _job_name(cls, v: str) -> str:
+        if not is_template(v) and (not DNS_LABEL.match(v) or len(v) > 63):
+            raise invalid(f"{v!r} is not a valid Job name", "a DNS-1123 label: a-z, 0-9 and '-', at most 63 characters, e.g. `migrate`")
+        return v
+
+    @model_validator(mode="after")
+    def _one_image(self) -> "JobSeed":
+        if self.image and self.image_from:
+            raise invalid("give `image` or `image_from`, not both",
+                          "`image_from: COMPONENT` runs the application's own build; `image` names another image", at="image_from")
+        if not self.image and not self.image_from:
+            raise invalid("needs `image` or `image_from`", "e.g. `image_from: web` to run the web component's image")
+        return self
+
 
 class HttpSeed(Strict):
     http: str = Field(description="URL (templated), or a path on a component given with `component`")
@@ -208,6 +278,12 @@ class HttpSeed(Strict):
     files: list[str] = Field(default_factory=list, description="Fixture files sent as request bodies, in order")
     headers: dict[str, str] = Field(default_factory=dict, description="Headers (templated; may use secrets)")
     expect_status: list[int] = Field(default_factory=lambda: [200, 201, 204, 409], description="Accepted statuses")
+
+    @model_validator(mode="after")
+    def _a_url(self) -> "HttpSeed":
+        if not self.component and not is_template(self.http) and not self.http.startswith(("http://", "https://")):
+            raise invalid(f"{self.http!r} is not an http(s):// URL", "give a full URL, or `component:` and a path", at="http")
+        return self
 
 
 class ExecSeed(Strict):
@@ -218,6 +294,12 @@ class ExecSeed(Strict):
 
     _v = field_validator("timeout", mode="before")(_duration)
 
+    @field_validator("exec")
+    @classmethod
+    def _a_command(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise invalid("the command is empty", "e.g. exec: [sh, -c, 'psql -f /seed.sql']")
+        return v
 
 
 def _keyed(*keys: str):  # type: ignore[no-untyped-def]
@@ -245,6 +327,13 @@ SeedStep = Annotated[
 ]
 
 
+def suite_slug(name: str, limit: int = 40) -> str:
+    """A suite name as a DNS-1123 label fragment and a safe file name: names its Job and log file,
+    so two suites with the same slug would overwrite each other."""
+    s = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:limit].rstrip("-")
+    return s or "suite"
+
+
 class CommandSuite(Strict):
     name: str = Field(description="Suite name")
     command: list[str] | str = Field(description="Command run on the CI runner (a string runs in a shell)")
@@ -255,9 +344,46 @@ class CommandSuite(Strict):
     _v = field_validator("timeout", mode="before")(_duration)
 
 
+class SuiteJob(Strict):
+    """The container of a `job:` test suite, run as a Kubernetes Job in the environment."""
+
+    image: str = Field(description="Container image")
+    command: list[str] | str | None = Field(None, description="Command: a list, or a string run by `sh -c`")
+    args: list[str] | None = Field(None, description="Arguments after the image's entrypoint")
+    env: dict[str, EnvValue] = Field(
+        default_factory=dict, description="Environment variables (templated); a value that uses a secret is passed from a Secret"
+    )
+    junit: str | None = Field(
+        None, description="Absolute path (glob) of the JUnit XML inside the container, printed to the log when the command ends"
+    )
+    labels: dict[str, str] = Field(default_factory=dict, description="Extra labels on the Job's pod")
+    service_account: str | None = Field(None, description="ServiceAccount the pod runs as")
+    backoff_limit: int = Field(0, ge=0, description="Retries after the first attempt")
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, v: str) -> str:
+        if not v.strip():
+            raise invalid("`image` is empty", "the container image that runs the tests, e.g. registry.example.com/shop-e2e:1.4")
+        return v
+
+    @field_validator("junit")
+    @classmethod
+    def _absolute(cls, v: str | None) -> str | None:
+        if v is not None and not is_template(v) and not v.startswith("/"):
+            raise invalid(f"{v!r} is not an absolute path inside the container", "e.g. junit: /reports/junit.xml")
+        return v
+
+    @model_validator(mode="after")
+    def _junit_needs_command(self) -> "SuiteJob":
+        if self.junit and self.args and not self.command:
+            raise invalid("`junit` needs `command`", "envci wraps the command so the container prints the file when it ends", at="junit")
+        return self
+
+
 class JobSuite(Strict):
     name: str = Field(description="Suite name")
-    job: dict[str, Any] = Field(description="image, command, env, junit (path inside the container)")
+    job: SuiteJob = Field(description="The container that runs the tests")
     parallel: bool = False
     timeout: Duration = "30m"
 

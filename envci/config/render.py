@@ -32,10 +32,13 @@ class LazySecrets(Mapping[str, str]):
     def __init__(self, names: list[str], resolve: Callable[[str], str]) -> None:
         self._names = names
         self._resolve = resolve
+        self.reads: list[str] = []
+        """Every secret read, in order: render_tree tells from it which values used which secrets."""
 
     def __getitem__(self, key: str) -> str:
         if key not in self._names:
             raise KeyError(key)
+        self.reads.append(key)
         return self._resolve(key)
 
     def __iter__(self):  # type: ignore[no-untyped-def]
@@ -51,14 +54,29 @@ def render_string(text: str, context: Mapping[str, Any]) -> str:
     return _env.from_string(text).render(context)
 
 
-def render_tree(data: Any, context: Mapping[str, Any], path: Path_ = ()) -> tuple[Any, list[TemplateProblem]]:
-    """Render every string value (not keys); collect every problem instead of stopping at the first."""
+def render_tree(
+    data: Any, context: Mapping[str, Any], path: Path_ = (), *, secret_uses: dict[Path_, frozenset[str]] | None = None
+) -> tuple[Any, list[TemplateProblem]]:
+    """Render every string value (not keys); collect every problem instead of stopping at the first.
+
+    With `secret_uses`, also record which secrets each value read (when `secrets` in the context
+    is a LazySecrets): a value holding a secret must be handled as one after rendering, e.g. passed
+    to a Job from a Secret rather than written into its spec."""
     problems: list[TemplateProblem] = []
+    secrets = context.get("secrets")
+    tracked = secrets if isinstance(secrets, LazySecrets) and secret_uses is not None else None
+
+    def render(node: str, at: Path_) -> str:
+        before = len(tracked.reads) if tracked is not None else 0
+        out = render_string(node, context)
+        if tracked is not None and secret_uses is not None and len(tracked.reads) > before:
+            secret_uses[at] = frozenset(tracked.reads[before:])
+        return out
 
     def walk(node: Any, at: Path_) -> Any:
         if isinstance(node, str):
             try:
-                return render_string(node, context)
+                return render(node, at)
             except SecurityError as e:
                 problems.append(
                     TemplateProblem(at, f"template refused by the sandbox: {e}", "templates may only read ci, env, values and secrets")

@@ -48,8 +48,6 @@ def output_tail(text: str, lines: int = 20) -> str:
 
 
 def run(step: ExecSeed, ctx: SeedContext) -> StepResult:
-    if not step.exec:
-        raise ctx.config_error("the command is empty", "exec")
     pod = ready_pod(ctx, step.component, "component")
     name = pod["metadata"]["name"]
     containers = [c["name"] for c in (pod.get("spec") or {}).get("containers") or []]

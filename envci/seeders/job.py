@@ -8,7 +8,7 @@ DeadlineExceeded) and the last log lines of its pods.
 
 from __future__ import annotations
 
-from envci.config.model import DNS_LABEL, JobSeed
+from envci.config.model import JobSeed
 from envci.durations import parse_duration
 from envci.kube.jobs import job_object, run_job
 from envci.seeders.base import SeedContext, SeedError, StepResult, component_image
@@ -18,10 +18,7 @@ LOG_LINES = 20
 
 
 def run(step: JobSeed, ctx: SeedContext) -> StepResult:
-    if not DNS_LABEL.match(step.job) or len(step.job) > 63:
-        raise ctx.config_error(f"{step.job!r} is not a valid Job name (a DNS-1123 label: a-z, 0-9, '-', at most 63)", "job")
-    if bool(step.image) == bool(step.image_from):
-        raise ctx.config_error("give exactly one of `image` or `image_from`", "job")
+    # The Job's name, its one image source and its component were checked when envci.yaml loaded.
     image = step.image or component_image(ctx, step.image_from or "", "image_from")
     timeout = parse_duration(step.timeout).total_seconds()
     obj = job_object(

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,46 +28,14 @@ from envci import external
 from envci.config.model import S3Seed
 from envci.errors import InfrastructureError
 from envci.redact import redact, register
+from envci.s3names import bucket_name, parse_s3_url
 from envci.seeders.base import SeedContext, StepResult
 
-_BUCKET_BAD = re.compile(r"[^a-z0-9-]+")
-_IP_LIKE = re.compile(r"^\d+\.\d+\.\d+\.\d+$")
 ACCESS_KEY_ENV = "ENVCI_S3_ACCESS_KEY_ID"
 SECRET_KEY_ENV = "ENVCI_S3_SECRET_ACCESS_KEY"
 
 
 # --- pure ---------------------------------------------------------------------------------------
-
-
-def bucket_name(env_name: str) -> str:
-    """A valid S3 bucket name (3-63 of a-z 0-9 -, starting and ending alphanumeric) from the
-    environment name; a long name is cut and given a hash suffix so it stays unique."""
-    name = _BUCKET_BAD.sub("-", env_name.lower()).strip("-")
-    if len(name) > 63:
-        digest = hashlib.sha256(env_name.encode()).hexdigest()[:8]
-        name = f"{name[:54].rstrip('-')}-{digest}"
-    if len(name) < 3:
-        name = f"envci-{name}".strip("-")
-    return name
-
-
-def check_bucket_name(name: str) -> str | None:
-    """Why `name` is not a valid bucket name, or None."""
-    if not 3 <= len(name) <= 63:
-        return "must be 3 to 63 characters long"
-    if not re.fullmatch(r"[a-z0-9][a-z0-9.-]*[a-z0-9]", name):
-        return "may only hold a-z, 0-9, '.' and '-', and must start and end with a letter or digit"
-    if ".." in name or _IP_LIKE.match(name):
-        return "must not contain '..' or look like an IP address"
-    return None
-
-
-def parse_s3_url(url: str) -> tuple[str, str]:
-    """`s3://bucket/some/prefix` -> ("bucket", "some/prefix")."""
-    if not url.startswith("s3://") or len(url) <= 5:
-        raise ValueError(f"{url!r} is not an s3://bucket/prefix URL")
-    bucket, _, prefix = url[5:].partition("/")
-    return bucket, prefix
 
 
 def object_key(prefix: str, rel: str) -> str:
@@ -188,20 +155,13 @@ def _record(ctx: SeedContext, item: dict[str, str]) -> None:
 
 
 def run(step: S3Seed, ctx: SeedContext) -> StepResult:
+    # The bucket name, the key pair and copy_from's form were checked when envci.yaml loaded.
     bucket = step.bucket or bucket_name(ctx.env_name)
-    why = check_bucket_name(bucket)
-    if why:
-        raise ctx.config_error(f"bucket name {bucket!r} {why}", "bucket")
     access = ctx.secret(step.access_key, "access_key") if step.access_key else None
     secret = ctx.secret(step.secret_key, "secret_key") if step.secret_key else None
-    if bool(access) != bool(secret):
-        raise ctx.config_error("give both `access_key` and `secret_key`, or neither", "access_key")
     source: tuple[str, str] | None = None
     if step.copy_from:
-        try:
-            source = parse_s3_url(step.copy_from)
-        except ValueError as e:
-            raise ctx.config_error(str(e), "copy_from", hint="use the form s3://bucket/prefix") from None
+        source = parse_s3_url(step.copy_from)
     else:
         folder = ctx.path(step.s3)
         if not folder.is_dir():

@@ -45,11 +45,7 @@ def service_of(step: SqlSeed, ctx: SeedContext) -> str | None:
     if step.service:
         return step.service
     if step.component:
-        try:
-            comp = ctx.cfg.spec.component(step.component)
-        except KeyError:
-            known = ", ".join(c.name for c in ctx.cfg.spec.components) or "none"
-            raise ctx.config_error(f"unknown component {step.component!r} (components: {known})", "component") from None
+        comp = ctx.cfg.spec.component(step.component)  # known: checked when envci.yaml loaded
         return (comp.expose.service if comp.expose and comp.expose.service else None) or comp.name
     return None
 

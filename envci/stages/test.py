@@ -25,7 +25,7 @@ from envci import state as st
 from envci.ci.outputs import flat_outputs
 from envci.config.loader import LoadedConfig
 from envci.config.model import CommandSuite, JobSuite
-from envci.errors import ConfigErrors, EnvciError, NotReadyError
+from envci.errors import EnvciError, NotReadyError
 from envci.kube.client import Kube
 from envci.namespace import rfc3339
 from envci.output import Reporter
@@ -36,7 +36,6 @@ from envci.testing import command, helm_test, job
 from envci.testing.base import (
     AnySuite,
     SuiteContext,
-    check_suites,
     failure_case,
     kind_of,
     slug,
@@ -115,9 +114,6 @@ def test(
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> tuple[RunResult, dict[str, str]]:
     """Run the suites, write the report folder, record the outcome. Returns the run and the files."""
-    errors = check_suites(cfg)
-    if errors:
-        raise ConfigErrors(errors)
     chosen = select(cfg.spec.test, suites)
     ident = cfg.identity
     ns = ident.namespace

@@ -22,7 +22,7 @@ from typing import Any
 import urllib3
 from kubernetes.client.exceptions import ApiException
 
-from envci.config.model import JobSuite
+from envci.config.model import JobSuite, SuiteJob
 from envci.durations import parse_duration
 from envci.errors import InfrastructureError
 from envci.kube import jobs
@@ -61,16 +61,16 @@ def job_name(suite_name: str) -> str:
     return f"envci-test-{slug(suite_name)}"
 
 
-def container_command(job: dict[str, Any]) -> tuple[list[str] | None, list[str] | None, dict[str, str]]:
+def container_command(job: SuiteJob) -> tuple[list[str] | None, list[str] | None, dict[str, str]]:
     """Pure: (command, args, extra env) for the container, wrapped when `junit` is set."""
-    cmd = job.get("command")
-    args = list(job["args"]) if job.get("args") else None
-    if not job.get("junit") or not cmd:
+    cmd = job.command
+    args = list(job.args) if job.args else None
+    if not job.junit or not cmd:
         if isinstance(cmd, str):
             return ["sh", "-c", cmd], args, {}
         return (list(cmd) if cmd else None), args, {}
     text = cmd if isinstance(cmd, str) else shlex.join(cmd)
-    return ["sh", "-c", WRAPPER], None, {"ENVCI_TEST_COMMAND": text, "ENVCI_JUNIT": str(job["junit"])}
+    return ["sh", "-c", WRAPPER], None, {"ENVCI_TEST_COMMAND": text, "ENVCI_JUNIT": job.junit}
 
 
 def job_manifest(suite: JobSuite, env: dict[str, str], *, env_name: str) -> dict[str, Any]:
@@ -78,20 +78,19 @@ def job_manifest(suite: JobSuite, env: dict[str, str], *, env_name: str) -> dict
     spec = suite.job
     command, args, extra = container_command(spec)
     facts = {k: v for k, v in env.items() if k != "KUBECONFIG"}  # a runner's path means nothing in a pod
-    user_env = {str(k): str(v) for k, v in (spec.get("env") or {}).items()}
     labels = {"envci.io/managed": "true", SUITE_LABEL: slug(suite.name), "envci.io/environment": env_name}
-    pod_labels = {**{str(k): str(v) for k, v in (spec.get("labels") or {}).items()}, SUITE_LABEL: slug(suite.name)}
+    pod_labels = {**spec.labels, SUITE_LABEL: slug(suite.name)}
     return jobs.job_object(
         job_name(suite.name),
-        image=str(spec["image"]),
+        image=spec.image,
         command=command,
         args=args,
-        env={**facts, **user_env, **extra},
+        env={**facts, **spec.env, **extra},
         labels=labels,
         pod_labels=pod_labels,
-        backoff_limit=int(spec.get("backoff_limit") or 0),
+        backoff_limit=spec.backoff_limit,
         deadline_seconds=int(parse_duration(suite.timeout).total_seconds()),
-        service_account=spec.get("service_account"),
+        service_account=spec.service_account,
         container=CONTAINER,
     )
 
@@ -144,11 +143,11 @@ def results(suite: JobSuite, result: jobs.JobResult, log: str, pod: str) -> tupl
             cases.append(failure_case("job", suite.name, f"Job {result.name} failed: {result.reason or 'Failed'} {result.message}".strip(), detail, seconds=result.seconds))
         return cases, message
     if not cases:
-        if suite.job.get("junit"):
+        if suite.job.junit:
             where = f"the log of pod {pod}" if pod else "the Job's pods (none found)"
             cases.append(failure_case(
                 "read JUnit results", suite.name,
-                f"the Job succeeded but {where} holds no JUnit between {BEGIN!r} and {END!r} (is {suite.job['junit']!r} written?)",
+                f"the Job succeeded but {where} holds no JUnit between {BEGIN!r} and {END!r} (is {suite.job.junit!r} written?)",
                 tail, status="error",
             ))
         else:

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from envci.config.loader import load_config
-from envci.config.model import CommandSuite, HelmTestSuite, JobSuite
+from envci.config.model import CommandSuite, HelmTestSuite, JobSuite, SuiteJob
 from envci.errors import ConfigErrors
 from envci.identity import CiContext
 from envci.kube.jobs import JobResult
@@ -21,7 +21,7 @@ from envci.report import files, summary
 from envci.report.model import RunResult, SuiteResult
 from envci.stages.test import groups, runner_environment, select
 from envci.testing import command, helm_test, job
-from envci.testing.base import SuiteContext, check_suites
+from envci.testing.base import SuiteContext
 
 APP = Path(__file__).parent.parent / "data" / "test_stage" / "app"
 
@@ -115,11 +115,11 @@ def test_nonzero_exit_with_all_green_junit_still_fails() -> None:
 
 
 def test_job_command_is_wrapped_to_print_junit_between_markers() -> None:
-    cmd, args, extra = job.container_command({"image": "i", "command": ["pytest", "-k", "not slow"], "junit": "/r/*.xml"})
+    cmd, args, extra = job.container_command(SuiteJob(image="i", command=["pytest", "-k", "not slow"], junit="/r/*.xml"))
     assert cmd == ["sh", "-c", job.WRAPPER] and args is None
     assert extra == {"ENVCI_TEST_COMMAND": "pytest -k 'not slow'", "ENVCI_JUNIT": "/r/*.xml"}
-    assert job.container_command({"image": "i", "command": "make e2e"}) == (["sh", "-c", "make e2e"], None, {})
-    assert job.container_command({"image": "i", "args": ["--all"]}) == (None, ["--all"], {})
+    assert job.container_command(SuiteJob(image="i", command="make e2e")) == (["sh", "-c", "make e2e"], None, {})
+    assert job.container_command(SuiteJob(image="i", args=["--all"])) == (None, ["--all"], {})
 
 
 def test_job_wrapper_really_prints_the_files_and_keeps_the_exit_code(tmp_path: Path) -> None:
@@ -136,7 +136,7 @@ def test_job_wrapper_really_prints_the_files_and_keeps_the_exit_code(tmp_path: P
 
 
 def test_job_manifest_carries_the_facts_but_not_the_runners_kubeconfig() -> None:
-    suite = JobSuite(name="E2E tests", job={"image": "e2e:1", "command": ["run"], "junit": "/r.xml", "env": {"MODE": "fast"}, "labels": {"envci.io/simulate": "job-fail"}}, timeout="2m")
+    suite = JobSuite(name="E2E tests", job=SuiteJob(image="e2e:1", command=["run"], junit="/r.xml", env={"MODE": "fast"}, labels={"envci.io/simulate": "job-fail"}), timeout="2m")
     obj = job.job_manifest(suite, {"ENVCI_NAME": "n", "KUBECONFIG": "/home/runner/kc"}, env_name="n")
     assert obj["metadata"]["name"] == "envci-test-e2e-tests"
     pod = obj["spec"]["template"]
@@ -165,7 +165,7 @@ def test_job_results_come_from_the_log_and_a_failed_job_without_junit_explains_i
     assert cases[0].status == "failed" and "DeadlineExceeded" in cases[0].message and "hanging..." in cases[0].detail
     cases, _ = job.results(suite, _job_result("succeeded", "Complete"), "all fine\n", "envci-test-e2e-abc")
     assert cases[0].status == "error" and "holds no JUnit" in cases[0].message
-    no_junit = JobSuite(name="e2e", job={"image": "i"})
+    no_junit = JobSuite(name="e2e", job=SuiteJob(image="i"))
     cases, _ = job.results(no_junit, _job_result("succeeded", "Complete"), "", "envci-test-e2e-abc")
     assert [(c.name, c.status) for c in cases] == [("job", "passed")]
 
@@ -213,27 +213,32 @@ def test_helm_test_output_gives_a_case_per_hook_with_its_log() -> None:
 # --- checks and ordering ------------------------------------------------------------------------
 
 
-def test_suite_problems_are_reported_with_file_and_line_before_anything_runs(tmp_path: Path) -> None:
+def _load_with_suites(tmp_path: Path, suites: list[dict]) -> ConfigErrors:
     spec = yaml.safe_load((APP / "envci.yaml").read_text())
-    spec["test"] = [
+    spec["test"] = suites
+    shutil.copytree(APP, tmp_path / "app", dirs_exist_ok=True)
+    (tmp_path / "app" / "envci.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    with pytest.raises(ConfigErrors) as ei:
+        load_config(tmp_path / "app" / "envci.yaml", CiContext(system="local"), env_override="u")
+    assert all(e.line for e in ei.value.errors), [str(e) for e in ei.value.errors]
+    return ei.value
+
+
+def test_suite_problems_are_reported_with_file_and_line_when_the_file_loads(tmp_path: Path) -> None:
+    text = str(_load_with_suites(tmp_path, [{"name": "j", "job": {"command": 5, "junit": "rel/path.xml", "imagee": "x"}}]))
+    assert "test[0].job.imagee: unknown key" in text
+    assert "test[0].job.image: required field is missing" in text
+    assert "test[0].job.command" in text
+    assert "test[0].job.junit: 'rel/path.xml' is not an absolute path inside the container" in text
+    text = str(_load_with_suites(tmp_path, [
         {"name": "a", "command": "true"},
         {"name": "A", "command": "true"},
-        {"name": "j", "job": {"command": 5, "junit": "rel/path.xml", "imagee": "x"}},
         {"name": "h", "helm_test": "api"},
         {"name": "h2", "helm_test": "nope"},
-    ]
-    shutil.copytree(APP, tmp_path / "app")
-    (tmp_path / "app" / "envci.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
-    cfg = load_config(tmp_path / "app" / "envci.yaml", CiContext(system="local"), env_override="u")
-    errors = check_suites(cfg)
-    text = str(ConfigErrors(errors))
+    ]))
     assert "test[1].name: suite name 'A' is used twice (also test[0])" in text
-    assert "test[2].job.imagee: unknown key 'imagee'" in text
-    assert "`image` is required" in text and "`command` must be a string or a list" in text
-    assert "`junit` must be an absolute path" in text
     assert "component 'api' is installed from manifests" in text
-    assert "test[4].helm_test: unknown component 'nope'" in text
-    assert all(e.line for e in errors), [str(e) for e in errors]
+    assert "test[3].helm_test: unknown component 'nope'" in text
 
 
 def test_consecutive_parallel_suites_form_one_group_in_file_order() -> None:
@@ -253,7 +258,7 @@ def test_a_suite_that_cannot_reach_the_cluster_is_an_error_not_a_test_failure(ap
     from envci.stages.test import run_suite
 
     ctx = ctx_for(app, tmp_path)
-    res = run_suite(JobSuite(name="e2e", job={"image": "i"}), ctx)  # no connection: InfrastructureError
+    res = run_suite(JobSuite(name="e2e", job=SuiteJob(image="i")), ctx)  # no connection: InfrastructureError
     assert res.outcome == "error" and "needs the cluster" in res.error
     assert [c.status for c in res.cases] == ["error"]
     run = RunResult("n", "ns", suites=[SuiteResult("ok", "command", []), res])

@@ -6,16 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from envci.seeders.s3 import (
-    Remote,
-    bucket_name,
-    check_bucket_name,
-    local_files,
-    md5_etag,
-    needs_upload,
-    object_key,
-    parse_s3_url,
-)
+from envci.s3names import bucket_name, check_bucket_name, parse_s3_url
+from envci.seeders.s3 import Remote, local_files, md5_etag, needs_upload, object_key
 
 
 @pytest.mark.parametrize("env", ["shop-pr-12", "Shop_PR.12", "a", "x" * 80, "shop-main-" + "a" * 60])
