@@ -49,6 +49,12 @@ class LoadedConfig:
     def line(self, *path: str | int) -> int | None:
         return line_for(self.lines, tuple(path))
 
+    def secret_keys(self, *path: str | int) -> frozenset[str]:
+        """The keys of the mapping at `path` whose values read a secret when rendered, e.g. the
+        `env:` names of a Job that must be passed from a Secret."""
+        n = len(path)
+        return frozenset(str(p[n]) for p, used in self.secret_uses.items() if used and len(p) == n + 1 and p[:n] == path)
+
 
 def repository_root(start: Path) -> Path:
     try:

@@ -245,7 +245,9 @@ class JobSeed(Strict):
     image: str | None = Field(None, description="Container image")
     image_from: str | None = Field(None, description="Use the image of this component's first container")
     command: list[str] = Field(default_factory=list, description="Command and arguments")
-    env: dict[str, str] = Field(default_factory=dict, description="Environment variables (templated)")
+    env: dict[str, str] = Field(
+        default_factory=dict, description="Environment variables (templated); a value that uses a secret is passed from a Secret"
+    )
     labels: dict[str, str] = Field(default_factory=dict, description="Extra labels on the Job's pod (e.g. for NetworkPolicies)")
     backoff_limit: int = Field(
         0, ge=0, le=10, description="Retries after a failed attempt (default 0: a seed script may not be safe to run twice)"

@@ -13,10 +13,12 @@ the same spec is not run again (the guard that makes a seed re-run harmless).
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -88,6 +90,44 @@ class JobResult:
 # --- pure ---------------------------------------------------------------------------------------
 
 
+def env_secret_name(job_name: str) -> str:
+    """The Secret holding a Job's secret env values: one per Job, so re-runs overwrite it."""
+    return f"{job_name}-env"
+
+
+_SECRET_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
+
+
+def secret_key(env_name: str) -> str:
+    """Pure: the Secret key for an env var: its own name when that is a valid key (it nearly
+    always is), otherwise a stable digest of it."""
+    if _SECRET_KEY.match(env_name) and len(env_name) <= 253:
+        return env_name
+    return "env-" + hashlib.sha256(env_name.encode()).hexdigest()[:16]
+
+
+def split_env(env: Mapping[str, str], secret_names: Iterable[str]) -> tuple[dict[str, str], dict[str, str]]:
+    """Pure: (plain values, values that hold a secret). A value that read any secret while it was
+    rendered is a secret as a whole ("Bearer <token>", a URL with a password)."""
+    secret = set(secret_names)
+    return {k: v for k, v in env.items() if k not in secret}, {k: v for k, v in env.items() if k in secret}
+
+
+def env_secret_object(name: str, values: Mapping[str, str], labels: Mapping[str, str]) -> dict[str, Any]:
+    """Pure: the v1 Secret that hands a Job its secret env values.
+
+    It lives in the environment's namespace with envci's labels, so teardown and the janitor
+    remove it with the environment; values go base64-encoded in `data`, as the API stores them."""
+    data = {secret_key(k): base64.b64encode(v.encode()).decode() for k, v in sorted(values.items())}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {"name": name, "labels": {"envci.io/managed": "true", "app.kubernetes.io/managed-by": "envci", **labels}},
+        "data": data,
+    }
+
+
 def job_object(
     name: str,
     *,
@@ -95,6 +135,7 @@ def job_object(
     command: list[str] | None = None,
     args: list[str] | None = None,
     env: dict[str, str] | None = None,
+    secret_env: Mapping[str, str] | None = None,
     labels: dict[str, str] | None = None,
     pod_labels: dict[str, str] | None = None,
     annotations: dict[str, str] | None = None,
@@ -106,15 +147,19 @@ def job_object(
     """A batch/v1 Job manifest (camelCase dict) running one container that is never restarted in place.
 
     `restartPolicy: Never` leaves each failed attempt as its own pod, so its logs and exit code
-    survive for the report; `backoff_limit` says how many attempts after the first.
+    survive for the report; `backoff_limit` says how many attempts after the first. `secret_env`
+    maps env names to the Secret holding their values (under `secret_key(name)`): the Job's spec
+    then holds a reference, never the value.
     """
     c: dict[str, Any] = {"name": container, "image": image}
     if command:
         c["command"] = list(command)
     if args:
         c["args"] = list(args)
-    if env:
-        c["env"] = [{"name": k, "value": v} for k, v in sorted(env.items())]
+    entries: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in (env or {}).items() if k not in (secret_env or {})]
+    entries += [{"name": k, "valueFrom": {"secretKeyRef": {"name": ref, "key": secret_key(k)}}} for k, ref in (secret_env or {}).items()]
+    if entries:
+        c["env"] = sorted(entries, key=lambda e: str(e["name"]))
     pod_spec: dict[str, Any] = {"restartPolicy": "Never", "containers": [c]}
     if service_account:
         pod_spec["serviceAccountName"] = service_account
@@ -287,11 +332,14 @@ def run_job(
     log_lines: int = 20,
     progress: Progress | None = None,
     clock: Callable[[], float] = time.monotonic,
+    secret: dict[str, Any] | None = None,
 ) -> JobResult:
     """Create the Job (replacing an earlier one of the same name), wait for it, and report.
 
-    Never raises for a failed Job: the caller decides what a failure means (a seed step stops
-    the stage, a test suite counts as failed). Raises InfrastructureError when the API fails.
+    `secret` (from env_secret_object) is applied just before the Job is created, so its pods find
+    their secret env values. Never raises for a failed Job: the caller decides what a failure
+    means (a seed step stops the stage, a test suite counts as failed). Raises
+    InfrastructureError when the API fails.
     """
     say = progress or (lambda _m: None)
     name = obj["metadata"]["name"]
@@ -306,6 +354,8 @@ def run_job(
             return JobResult(name, namespace, "succeeded", "AlreadySucceeded", "", reused=True)
         say(f"replacing the earlier Job {name}")
         delete_job(kube, namespace, name, timeout=max(10.0, min(60.0, timeout)), clock=clock)
+    if secret is not None:
+        kube.apply(secret, namespace)
     kube.apply(obj, namespace)
     say(f"Job {name} created; waiting up to {timeout:.0f}s")
     job, result = wait_job(kube, namespace, name, deadline=start + timeout, clock=clock)

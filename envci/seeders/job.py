@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from envci.config.model import JobSeed
 from envci.durations import parse_duration
-from envci.kube.jobs import job_object, run_job
+from envci.kube.jobs import env_secret_name, env_secret_object, job_object, run_job, split_env
 from envci.seeders.base import SeedContext, SeedError, StepResult, component_image
 
 SEED_LABEL = "envci.io/seed"
@@ -21,17 +21,20 @@ def run(step: JobSeed, ctx: SeedContext) -> StepResult:
     # The Job's name, its one image source and its component were checked when envci.yaml loaded.
     image = step.image or component_image(ctx, step.image_from or "", "image_from")
     timeout = parse_duration(step.timeout).total_seconds()
+    _, hidden = split_env(step.env, ctx.cfg.secret_keys("seed", ctx.index, "env"))
+    secret = env_secret_object(env_secret_name(step.job), hidden, {SEED_LABEL: step.job}) if hidden else None
     obj = job_object(
         step.job,
         image=image,
         command=step.command,
         env=step.env,
+        secret_env={k: env_secret_name(step.job) for k in hidden},
         labels={SEED_LABEL: step.job, "app.kubernetes.io/managed-by": "envci"},
         pod_labels={**step.labels, SEED_LABEL: step.job},
         backoff_limit=step.backoff_limit,
         deadline_seconds=int(timeout),
     )
-    result = run_job(ctx.kube, ctx.namespace, obj, timeout=timeout, reuse_succeeded=True, log_lines=LOG_LINES, progress=ctx.progress)
+    result = run_job(ctx.kube, ctx.namespace, obj, timeout=timeout, reuse_succeeded=True, log_lines=LOG_LINES, progress=ctx.progress, secret=secret)
     if not result.succeeded:
         raise SeedError(
             result.describe(),

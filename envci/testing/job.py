@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import shlex
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import urllib3
@@ -73,19 +74,37 @@ def container_command(job: SuiteJob) -> tuple[list[str] | None, list[str] | None
     return ["sh", "-c", WRAPPER], None, {"ENVCI_TEST_COMMAND": text, "ENVCI_JUNIT": job.junit}
 
 
-def job_manifest(suite: JobSuite, env: dict[str, str], *, env_name: str) -> dict[str, Any]:
-    """Pure: the Job that runs the suite."""
+def hidden_env(suite: JobSuite, secret_names: Iterable[str]) -> dict[str, str]:
+    """Pure: the suite's env values that read a secret; envci's own variables never do."""
+    extra = container_command(suite.job)[2]
+    _, hidden = jobs.split_env(suite.job.env, secret_names)
+    return {k: v for k, v in hidden.items() if k not in extra}
+
+
+def env_secret(suite: JobSuite, secret_names: Iterable[str], *, env_name: str) -> dict[str, Any] | None:
+    """Pure: the Secret passing the suite's secret env values to its Job, or None when none is."""
+    hidden = hidden_env(suite, secret_names)
+    if not hidden:
+        return None
+    labels = {SUITE_LABEL: slug(suite.name), "envci.io/environment": env_name}
+    return jobs.env_secret_object(jobs.env_secret_name(job_name(suite.name)), hidden, labels)
+
+
+def job_manifest(suite: JobSuite, env: dict[str, str], *, env_name: str, secret_names: Iterable[str] = ()) -> dict[str, Any]:
+    """Pure: the Job that runs the suite; env values that read a secret come from env_secret's Secret."""
     spec = suite.job
     command, args, extra = container_command(spec)
     facts = {k: v for k, v in env.items() if k != "KUBECONFIG"}  # a runner's path means nothing in a pod
     labels = {"envci.io/managed": "true", SUITE_LABEL: slug(suite.name), "envci.io/environment": env_name}
     pod_labels = {**spec.labels, SUITE_LABEL: slug(suite.name)}
+    secret_name = jobs.env_secret_name(job_name(suite.name))
     return jobs.job_object(
         job_name(suite.name),
         image=spec.image,
         command=command,
         args=args,
         env={**facts, **spec.env, **extra},
+        secret_env={k: secret_name for k in hidden_env(suite, secret_names)},
         labels=labels,
         pod_labels=pod_labels,
         backoff_limit=spec.backoff_limit,
@@ -171,10 +190,12 @@ def run(suite: JobSuite, ctx: SuiteContext) -> SuiteResult:
     say = lambda m: ctx.progress(suite.name, m)
     if ctx.kube is None:
         raise InfrastructureError(f"suite {suite.name} needs the cluster, and no connection was made")
-    obj = job_manifest(suite, ctx.env, env_name=ctx.cfg.identity.name)
+    secret_names = ctx.cfg.secret_keys("test", ctx.index, "job", "env")
+    obj = job_manifest(suite, ctx.env, env_name=ctx.cfg.identity.name, secret_names=secret_names)
+    secret = env_secret(suite, secret_names, env_name=ctx.cfg.identity.name)
     timeout = parse_duration(suite.timeout).total_seconds() + DEADLINE_MARGIN_SECONDS
     t0 = time.monotonic()
-    result = jobs.run_job(ctx.kube, ctx.namespace, obj, timeout=timeout, reuse_succeeded=False, log_lines=40, progress=say)
+    result = jobs.run_job(ctx.kube, ctx.namespace, obj, timeout=timeout, reuse_succeeded=False, log_lines=40, progress=say, secret=secret)
     pod = result.pods[-1] if result.pods else ""
     log = read_log(ctx.kube, ctx.namespace, pod) if pod else ""
     log_path = ctx.log_path(suite.name)
