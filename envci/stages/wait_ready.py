@@ -224,6 +224,21 @@ def diagnose(
     }
 
 
+FIX_WORKLOAD = "fix the workload named above; `envci status` shows the environment, `envci teardown` removes it"
+IMAGE_NOT_ON_NODE = (
+    "the node cannot pull an image: push it where the cluster pulls from, or load it into the nodes "
+    "(`envci cluster load-image ARCHIVE` on envci's local cluster, `kind load docker-image` on kind; "
+    "`python -m envci.images load` builds and loads envci's own envci.local/* images)"
+)
+
+
+def failure_hint(reasons: list[str]) -> str:
+    """What to do first about the failures whose reasons are `reasons`."""
+    if any(r in readiness.IMAGE_PULL_WAITING or r == "ErrImageNeverPull" for r in reasons):
+        return f"{IMAGE_NOT_ON_NODE}; then {FIX_WORKLOAD}"
+    return FIX_WORKLOAD
+
+
 def format_failure(f: dict[str, Any]) -> str:
     lines = [f"  {f['component']}: {f['workload']} {f['reason']}: {f['message']}"]
     if f["events"]:
@@ -282,7 +297,7 @@ def wait_ready(
             raise NotReadyError(
                 f"environment {cfg.identity.name} is not ready:\n{text}",
                 failures=failures,
-                hint="fix the workload named above; `envci status` shows the environment, `envci teardown` removes it",
+                hint=failure_hint([f["reason"] for f in failures if not f.get("related")]),
             )
         if decision.missing:
             raise NotReadyError(

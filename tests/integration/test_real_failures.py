@@ -103,16 +103,20 @@ def test_crash_loop_fails_fast_with_exit_code_and_the_crashed_instances_log(env:
 def test_image_never_pulled(env: Env) -> None:
     pod = container("sleep 3600", image="envci.local/missing:1", imagePullPolicy="Never")
     env.apply(deployment("web", {"containers": [pod]}))
-    f = env.wait().failures[0]
+    e = env.wait()
+    f = e.failures[0]
     assert f["reason"] == "ErrImageNeverPull"
+    assert "envci cluster load-image ARCHIVE" in (e.hint or "")
     assert 'Container image "envci.local/missing:1" is not present with pull policy of Never' in f["message"]
 
 
 def test_image_that_cannot_be_pulled_names_the_image_and_the_kubelets_message(env: Env) -> None:
     pod = container("sleep 3600", image="registry.envci.invalid/shop/web:1", imagePullPolicy="Always")
     env.apply(deployment("web", {"containers": [pod]}))
-    f = env.wait().failures[0]
+    e = env.wait()
+    f = e.failures[0]
     assert f["reason"] in {"ErrImagePull", "ImagePullBackOff"}
+    assert "load it into the nodes" in (e.hint or "")
     assert f"cannot pull image registry.envci.invalid/shop/web:1: {f['reason']} (" in f["message"]
     assert "registry.envci.invalid/shop/web:1" in f["message"].partition(f"{f['reason']} (")[2]  # the kubelet's own message
 

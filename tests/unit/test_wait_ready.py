@@ -19,7 +19,7 @@ from envci.identity import CiContext
 from envci.kube import readiness
 from envci.manifests import COMPONENT_LABEL, OTHER
 from envci.output import Reporter
-from envci.stages.wait_ready import Item, attribution, decide, judge, wait_ready
+from envci.stages.wait_ready import FIX_WORKLOAD, Item, attribution, decide, failure_hint, judge, wait_ready
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "readiness"
 T0 = datetime(2026, 1, 1, 10, 0, 0, tzinfo=timezone.utc)
@@ -286,3 +286,13 @@ def test_failing_readiness_probe_is_quoted_at_the_deadline(cfg: LoadedConfig) ->
     assert failure["message"].startswith("not ready within 1m: Deployment web: ")
     assert failure["message"].endswith("container app is running but not ready: Readiness probe failed: HTTP probe failed with statuscode: 503")
     assert kube.log_calls == [("web-7c5ddbdf54-r9q4w", "app", False)]
+
+
+@pytest.mark.parametrize("reason", ["ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull"])
+def test_an_image_the_node_cannot_get_is_answered_with_how_to_load_it(reason: str) -> None:
+    hint = failure_hint(["CrashLoopBackOff", reason])
+    assert "envci cluster load-image ARCHIVE" in hint and "kind load docker-image" in hint and hint.endswith(FIX_WORKLOAD)
+
+
+def test_other_failures_keep_the_general_hint() -> None:
+    assert failure_hint(["CrashLoopBackOff", "Unschedulable"]) == FIX_WORKLOAD
