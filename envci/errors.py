@@ -32,6 +32,15 @@ class EnvciError(Exception):
         self.message = message
         self.hint = hint
 
+    diagnostics: str | None = None
+    """Where the diagnostics bundle of this failure was written (its summary.md), when one was."""
+
+    def add_diagnostics(self, path: str) -> None:
+        """Name the bundle in the message itself, so every way the error is shown says where it is."""
+        self.diagnostics = path
+        self.message = f"{self.message}\n  diagnostics: {path}"
+        self.args = (self.message,)
+
     def __str__(self) -> str:
         return self.message if not self.hint else f"{self.message}\n  hint: {self.hint}"
 

@@ -21,6 +21,7 @@ from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
+from kubernetes.watch.watch import iter_resp_lines
 
 from envci.errors import ConfigError, InfrastructureError
 from envci.redact import redact, truncate
@@ -189,6 +190,13 @@ class Kube:
                 ) from None
         return self._dyn
 
+    def with_retry(self, retry: RetryPolicy) -> Kube:
+        """The same connection under another retry policy: work done after a failure (diagnostics)
+        must not spend minutes retrying a cluster that may be what failed."""
+        other = Kube(self.api, retry, kubeconfig=self.kubeconfig)
+        other._dyn = self._dyn
+        return other
+
     # --- generic -------------------------------------------------------------------------------
 
     def call(self, fn: Callable[[], T], doing: str) -> T:
@@ -302,6 +310,83 @@ class Kube:
             # The kubelet answers this, with success, for an instance it has already removed.
             return self.log_tail(namespace, pod, container, lines)
         return truncate(redact(text or ""), 4000)
+
+    def read_log(
+        self,
+        namespace: str,
+        pod: str,
+        container: str,
+        *,
+        previous: bool = False,
+        tail_lines: int | None = None,
+        since_seconds: int | None = None,
+        limit_bytes: int | None = None,
+    ) -> str | None:
+        """One container instance's log, each line starting with its RFC 3339 time; None when that
+        instance is not there (never started, or already removed by the kubelet).
+
+        Unlike `log_tail` nothing is substituted: `envci logs --previous` must not show the current
+        instance as if it were the previous one. The raw text is returned (read as bytes: the
+        generated client turns a log that happens to be JSON into a Python dict); callers redact
+        what they print. Other API failures raise InfrastructureError."""
+        kw = {k: v for k, v in (("tail_lines", tail_lines), ("since_seconds", since_seconds), ("limit_bytes", limit_bytes)) if v is not None}
+        doing = f"read the log of pod {pod} container {container}"
+        try:
+            resp = self.call(
+                lambda: self.core.read_namespaced_pod_log(
+                    pod, namespace, container=container, previous=previous, timestamps=True, _preload_content=False,
+                    _request_timeout=(DEFAULT_REQUEST_TIMEOUT[0], 30), **kw,
+                ),
+                doing,
+            )
+        except ApiException as e:
+            if e.status in (400, 404):  # waiting to start, no previous instance, pod gone
+                return None
+            raise api_error(e, doing) from None
+        text = bytes(resp.data or b"").decode("utf-8", errors="replace")
+        if text.startswith("unable to retrieve container logs"):
+            return None  # the kubelet's answer, with success, for an instance it has removed
+        return text
+
+    def follow_log(
+        self,
+        namespace: str,
+        pod: str,
+        container: str,
+        *,
+        previous: bool = False,
+        tail_lines: int | None = None,
+        since_seconds: int | None = None,
+        idle_seconds: float = 300,
+    ) -> Iterator[str]:
+        """Lines of a container instance's log as it writes them (`kubectl logs -f`), with their time.
+
+        Ends when the instance ends, the pod goes, or nothing came for `idle_seconds` (the caller
+        reads again from its last line if the instance still runs: a silent connection may be a
+        dead one). Yields nothing when the instance is not there."""
+        kw = {k: v for k, v in (("tail_lines", tail_lines), ("since_seconds", since_seconds)) if v is not None}
+        doing = f"follow the log of pod {pod} container {container}"
+        try:
+            resp = self.call(
+                lambda: self.core.read_namespaced_pod_log(
+                    pod, namespace, container=container, previous=previous, follow=True, timestamps=True,
+                    _preload_content=False, _request_timeout=(DEFAULT_REQUEST_TIMEOUT[0], idle_seconds), **kw,
+                ),
+                doing,
+            )
+        except ApiException as e:
+            if e.status in (400, 404):
+                return
+            raise api_error(e, doing) from None
+        try:
+            for line in iter_resp_lines(resp):
+                if line.startswith("unable to retrieve container logs"):
+                    return
+                yield line
+        except (urllib3.exceptions.HTTPError, OSError):
+            return  # dropped or idle: the caller decides whether to read on
+        finally:
+            resp.release_conn()
 
     def wait_for_pod_change(self, namespace: str, seconds: int) -> None:
         """Block until a pod in the namespace changes, or `seconds` pass.

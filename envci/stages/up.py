@@ -1,8 +1,10 @@
 """up: the whole pipeline in one command, with teardown guaranteed.
 
 provision -> wait-ready -> seed -> test -> teardown. Teardown runs after success, failure and
-cancellation alike, unless `keep` asks to leave the environment for a person to look at (the
-janitor still reaps it when its TTL runs out).
+cancellation alike, unless `keep` asks to leave the environment for a person to look at, or
+`keep_on_failure` does so after a failed stage or failed tests (the janitor still reaps it when
+its TTL runs out). A failure writes the diagnostics bundle into the report folder first, while
+there is still an environment to describe.
 """
 
 from __future__ import annotations
@@ -44,9 +46,12 @@ def up(
     *,
     out_dir: Path,
     keep: bool = False,
+    keep_on_failure: bool = False,
     kubeconfig: str | None = None,
     publish: Callable[[Any, dict[str, str]], Any] | None = None,
 ) -> tuple[int, dict[str, Any]]:
+    from envci.report.diagnostics import should_collect
+    from envci.stages.diagnose import Target, collect, summary_path
     from envci.stages.provision import provision
     from envci.stages.seed import seed
     from envci.stages.teardown import teardown
@@ -60,8 +65,18 @@ def up(
         "urls": environment_urls(cfg.spec.components, ident.namespace),
     }
     code = ExitCode.OK
+    current = {"stage": ""}
+
+    def diagnose(stage_name: str, error: str, failures: list[dict[str, Any]] | None = None) -> str | None:
+        target = Target.of(cfg, stage_name, keep="kept" if keep or keep_on_failure else "torn-down", kubeconfig=kubeconfig)
+        path = collect(kube, rep, target, out_dir, error=error, failures=failures)
+        if path is None:
+            return None
+        result["diagnostics"] = summary_path(path)
+        return result["diagnostics"]
 
     def stage(name: str, fn: Callable[[], Any]) -> Any:
+        current["stage"] = name
         rep.progress(f"== {name}")
         t0 = time.monotonic()
         try:
@@ -85,20 +100,35 @@ def up(
         if publish:
             result["published"] = publish(run, files)
         code = {"passed": ExitCode.OK, "failed": ExitCode.TESTS_FAILED}.get(run.outcome, ExitCode.INFRASTRUCTURE)
+        if run.outcome != "passed":
+            c = run.counts
+            diagnose("test", f"tests {run.outcome}: {c.tests} tests, {c.failed + c.errors} failed (the test report is beside diagnostics/)")
     except SupersededError:
         raise  # the newer build owns the environment: never tear it down from here
     except (EnvciError, KeyboardInterrupt) as e:
+        failed = isinstance(e, EnvciError) and should_collect(e)
+        if failed:
+            assert isinstance(e, EnvciError)
+            bundle = diagnose(current["stage"], str(e), getattr(e, "failures", None))
+            if bundle:
+                e.add_diagnostics(bundle)
         result["error"] = getattr(e, "message", "cancelled")
-        if not keep:
+        if keep_on_failure and failed:
+            result["kept"] = True
+            rep.progress(f"keeping environment {ident.name} after the failure (--keep-on-failure); `envci teardown --env {ident.name}` removes it")
+            _say_how_to_look(cfg, rep)
+        elif not keep:
             rep.progress("tearing down after the failure" if not isinstance(e, KeyboardInterrupt) else "tearing down after cancellation")
             with _shielded():
                 _teardown_quietly(kube, rep, ident.namespace, ident.ctx.build, teardown)
         else:
             _say_how_to_look(cfg, rep)
         raise
-    if keep:
+    if keep or (keep_on_failure and code != ExitCode.OK):
         result["forward_commands"] = forward_commands(cfg.spec.components, ident.namespace)
-        rep.progress(f"keeping environment {ident.name} (--keep); `envci teardown --env {ident.name}` removes it")
+        result["kept"] = True
+        why = "--keep" if keep else "--keep-on-failure"
+        rep.progress(f"keeping environment {ident.name} ({why}); `envci teardown --env {ident.name}` removes it")
     else:
         with _shielded():
             result["stages"]["teardown"] = stage("teardown", lambda: teardown(kube, rep, namespace=ident.namespace, build=ident.ctx.build))
@@ -175,9 +205,11 @@ def format_result(res: dict[str, Any], *, keep: bool) -> str:
     files = test.get("files") or {}
     if files:
         lines.append(f"report: {files.get('summary', '')} (JUnit: {files.get('junit', '')})")
-    if keep:
+    if keep or res.get("kept"):
         lines.append(f"kept; `envci teardown --env {res['name']}` removes it. To open it in a browser:")
         lines += [f"  {f['command']}   then {f['url']}" for f in res.get("forward_commands") or []]
+    if res.get("diagnostics"):
+        lines.append(f"diagnostics: {res['diagnostics']}")
     elif "teardown" in res["stages"]:
         left = res.get("leftovers") or []
         lines.append("teardown: nothing left" if not left else "teardown: still there: " + "; ".join(left))
