@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from envci import __version__
-from envci.errors import CancelledError, ConfigError, ConfigErrors, EnvciError, ExitCode, NotReadyError
+from envci.errors import CancelledError, ConfigError, ConfigErrors, EnvciError, ExitCode, InfrastructureError, NotReadyError
 from envci.output import Reporter
 
 EXIT_CODES_HELP = """exit codes:
@@ -33,6 +33,17 @@ def _common(p: argparse.ArgumentParser, *, config: bool = True) -> None:
                        help="override `values.NAME` of envci.yaml (repeatable; default: $ENVCI_SET, space-separated)")
     p.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config, in-cluster)")
     p.add_argument("-o", "--output", choices=("text", "json"), default="text", help="result format on stdout (progress always goes to stderr)")
+
+
+REPORT_DIR_DEFAULT = "(default: $ENVCI_REPORT_DIR, else envci-report/ at the root of the CI checkout, or here outside CI)"
+
+
+def _report_dir(args: argparse.Namespace) -> Any:
+    from pathlib import Path
+
+    from envci.ci.outputs import report_dir
+
+    return Path(args.output_dir) if args.output_dir else report_dir(os.environ)
 
 
 DURATION = "DURATION"
@@ -91,12 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("seed", "load data into the environment: the `seed:` steps of envci.yaml, in order (safe to re-run)")
     p.add_argument("--step", type=int, action="append", default=None, help="run only the step with this index (0-based; repeatable)")
     p = add("test", "run the test suites of envci.yaml against the environment and write a report")
-    p.add_argument("--output-dir", default="envci-report", help="report folder: junit.xml, summary.md, report.json, test.env, logs/ (default: %(default)s)")
+    p.add_argument("--output-dir", default=None, help=f"report folder: junit.xml, summary.md, report.json, test.env, logs/ {REPORT_DIR_DEFAULT}")
     p.add_argument("--suite", action="append", default=None, help="run only this suite (repeatable)")
     p.add_argument("--no-publish", action="store_true", help="write the report files only: no step summary, no PR/MR comment")
     p.add_argument("--no-comment", action="store_true", help="publish the step summary but post no PR/MR comment")
     p = add("report", "publish a report written by `envci test` again (step summary, PR/MR comment)", config=False)
-    p.add_argument("--output-dir", default="envci-report", help="report folder written by `envci test` (default: %(default)s)")
+    p.add_argument("--output-dir", default=None, help=f"report folder written by `envci test` {REPORT_DIR_DEFAULT}")
     p.add_argument("--no-comment", action="store_true", help="publish the step summary but post no PR/MR comment")
     p = add("teardown", "remove the environment and everything it created (idempotent)")
     _duration_flag(p, "--timeout", default="5m", help="how long to wait for the namespace to go (default: %(default)s)")
@@ -106,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--app", default=None, help="only this application's environments")
     p = add("up", "the whole pipeline: provision, wait-ready, seed, test, then teardown (also on failure and cancellation)")
     p.add_argument("--keep", action="store_true", help="leave the environment in place at the end (the janitor reaps it after its TTL)")
-    p.add_argument("--output-dir", default="envci-report", help="test report folder (default: %(default)s)")
+    p.add_argument("--output-dir", default=None, help=f"test report folder {REPORT_DIR_DEFAULT}")
     p.add_argument("--no-publish", action="store_true", help="write the report files only: no step summary, no PR/MR comment")
     p = add("reap", "tear down every expired environment (the janitor)", config=False)
     p.add_argument("--dry-run", action="store_true", help="list what would be reaped; change nothing")
@@ -149,15 +160,33 @@ def _kube(args: argparse.Namespace) -> Any:
     return connect(args.kubeconfig)
 
 
-def _target(args: argparse.Namespace) -> dict[str, str | None]:
-    """Which environment a command means: --env alone needs no envci.yaml (the branch may be gone)."""
+def _target(args: argparse.Namespace, rep: Reporter) -> dict[str, str | None]:
+    """Which environment teardown, status and extend mean; none of them needs envci.yaml.
+
+    - `--env NAME` (or ENVCI_ENV) without envci.yaml: that environment, whoever owns it.
+    - envci.yaml: the name its `name:` and the CI context give, as provision derived it.
+    - neither (a stop job with no checkout, a branch already gone): the environment provision made
+      for this CI context, found by its labels; `missing` describes the context when there is none.
+    """
     if args.env and not os.path.exists(args.config):
         from envci.identity import dns_label
 
         return {"name": dns_label(args.env), "namespace": None}
-    cfg = _load(args, secrets=False, check_files=False)
-    build = "" if args.env else cfg.identity.ctx.build  # an explicit --env means "this one", whoever owns it
-    return {"name": cfg.identity.name, "namespace": cfg.identity.namespace, "build": build}
+    if os.path.exists(args.config):
+        cfg = _load(args, secrets=False, check_files=False)
+        build = "" if args.env else cfg.identity.ctx.build  # an explicit --env means "this one", whoever owns it
+        return {"name": cfg.identity.name, "namespace": cfg.identity.namespace, "build": build}
+    from envci.ci import detect_context
+    from envci.stages.teardown import describe_context, find_for_context
+
+    ctx = detect_context(os.environ)
+    context = describe_context(ctx)
+    rep.progress(f"no {args.config} here: looking for the environment of this build's {context} by its labels")
+    ns = find_for_context(_kube(args), ctx, prefer=os.environ.get("ENVCI_NAME", ""))
+    if ns is None:
+        return {"name": None, "namespace": None, "missing": context}
+    meta = ns["metadata"]
+    return {"name": (meta.get("labels") or {}).get("envci.io/env") or meta["name"], "namespace": meta["name"], "build": ctx.build}
 
 
 def run(args: argparse.Namespace, rep: Reporter) -> int:
@@ -217,7 +246,11 @@ def run(args: argparse.Namespace, rep: Reporter) -> int:
     if cmd == "teardown":
         from envci.stages.teardown import teardown
 
-        t = _target(args)
+        t = _target(args, rep)
+        if t.get("missing"):
+            rep.result({"name": None, "namespace": None, "deleted": False, "existed": False, "context": t["missing"]},
+                       f"no environment of this build's {t['missing']} exists; nothing to do")
+            return ExitCode.OK
         res = teardown(
             _kube(args), rep, namespace=t["namespace"], name=t["name"], timeout=args.timeout.total_seconds(),
             force=args.force, build=t.get("build") or "",
@@ -227,7 +260,10 @@ def run(args: argparse.Namespace, rep: Reporter) -> int:
     if cmd == "status":
         from envci.stages.status import format_status, status
 
-        t = _target(args)
+        t = _target(args, rep)
+        if t.get("missing"):
+            rep.result({"name": None, "exists": False, "context": t["missing"]}, f"no environment of this build's {t['missing']} exists")
+            return ExitCode.NOT_READY
         res = status(_kube(args), namespace=t["namespace"], name=t["name"])
         if res is None:
             rep.result({"name": t["name"], "exists": False}, f"environment {t['name']} does not exist")
@@ -241,8 +277,6 @@ def run(args: argparse.Namespace, rep: Reporter) -> int:
         rep.result({"environments": envs}, format_list(envs))
         return ExitCode.OK
     if cmd == "up":
-        from pathlib import Path
-
         from envci.ci.publish import publish_report
         from envci.stages.up import format_result as format_up
         from envci.stages.up import up
@@ -250,7 +284,7 @@ def run(args: argparse.Namespace, rep: Reporter) -> int:
         def publish(run_: Any, files: dict[str, str]) -> Any:
             return None if args.no_publish else publish_report(run_, files, env=os.environ, warn=rep.warn, comment=True)
 
-        code, res = up(_load(args), _kube(args), rep, out_dir=Path(args.output_dir), keep=args.keep, kubeconfig=args.kubeconfig, publish=publish)
+        code, res = up(_load(args), _kube(args), rep, out_dir=_report_dir(args), keep=args.keep, kubeconfig=args.kubeconfig, publish=publish)
         rep.result(res, format_up(res, keep=args.keep))
         return code
     if cmd == "reap":
@@ -272,7 +306,9 @@ def run(args: argparse.Namespace, rep: Reporter) -> int:
     if cmd == "extend":
         from envci.stages.reap import extend
 
-        t = _target(args)
+        t = _target(args, rep)
+        if t.get("missing"):
+            raise InfrastructureError(f"no environment of this build's {t['missing']} exists", hint="`envci list` shows the environments")
         res = extend(_kube(args), rep, namespace=t["namespace"], name=t["name"], ttl=args.ttl)
         rep.result(res, f"{res['namespace']} expires at {res['expires_at']}")
         return ExitCode.OK
@@ -280,12 +316,10 @@ def run(args: argparse.Namespace, rep: Reporter) -> int:
 
 
 def _test_or_report(args: argparse.Namespace, rep: Reporter) -> int:
-    from pathlib import Path
-
     from envci.ci.publish import publish_report
     from envci.stages.test import format_result, result_dict
 
-    out_dir = Path(args.output_dir)
+    out_dir = _report_dir(args)
     if args.command == "test":
         from envci.stages.test import test
 

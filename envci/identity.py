@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 MAX_NAME = 63
 _HASH_LEN = 6
+KEY_LABEL = "envci.io/key"
+REPO_LABEL = "envci.io/repo"
 
 
 @dataclass(frozen=True)
@@ -50,15 +52,21 @@ class Identity:
     namespace: str
     app: str
     ctx: CiContext
+    key: str = ""
+    """What the name was derived from (`pr-42`, a branch, `build-7`); empty for a name given by `--env`."""
 
     def labels(self) -> dict[str, str]:
-        """Labels on the namespace: all the janitor and `list` need to find an environment."""
+        """Labels on the namespace: all the janitor, `list` and a teardown without envci.yaml need to find it."""
         out = {
             "envci.io/managed": "true",
             "envci.io/app": label_value(self.app),
             "envci.io/env": label_value(self.name),
             "app.kubernetes.io/managed-by": "envci",
         }
+        if self.key:
+            out[KEY_LABEL] = label_value(self.key)
+        if self.ctx.repo:
+            out[REPO_LABEL] = label_value(self.ctx.repo)
         if self.ctx.pr:
             out["envci.io/pr"] = label_value(self.ctx.pr)
         if self.ctx.branch:
@@ -95,17 +103,32 @@ def label_value(text: str) -> str:
     return text if ok else dns_label(text)
 
 
-def environment_name(app: str, ctx: CiContext) -> str:
-    """One environment per PR (a newer build supersedes it), else per branch, else per build."""
+def environment_key(ctx: CiContext) -> str:
+    """One environment per PR (a newer build supersedes it), else per branch, else per build.
+
+    The same PR, MR or branch gives the same key whichever CI system runs the build."""
     if ctx.pr:
-        key = f"pr-{ctx.pr}"
-    elif ctx.branch:
-        key = ctx.branch
-    elif ctx.build:
-        key = f"build-{ctx.build}"
-    else:
-        key = "local"
-    return join_name(app, key)
+        return f"pr-{ctx.pr}"
+    if ctx.branch:
+        return ctx.branch
+    if ctx.build:
+        return f"build-{ctx.build}"
+    return "local"
+
+
+def environment_name(app: str, ctx: CiContext) -> str:
+    return join_name(app, environment_key(ctx))
+
+
+def context_selector(ctx: CiContext) -> str:
+    """Label selector of the environments made for this CI context, whatever the app's name.
+
+    It is how teardown finds an environment without envci.yaml (a stop job with no checkout): the
+    namespace carries the key its name was derived from and the repository."""
+    parts = ["envci.io/managed=true", f"{KEY_LABEL}={label_value(environment_key(ctx))}"]
+    if ctx.repo:
+        parts.append(f"{REPO_LABEL}={label_value(ctx.repo)}")
+    return ",".join(parts)
 
 
 def join_name(app: str, key: str, *, max_len: int = MAX_NAME) -> str:
@@ -122,8 +145,12 @@ def namespace_for(name: str, prefix: str) -> str:
 
 
 def identify(app: str, ctx: CiContext, *, prefix: str = "envci-", override: str | None = None) -> Identity:
-    name = dns_label(override) if override else environment_name(app, ctx)
-    return Identity(name=name, namespace=namespace_for(name, prefix), app=app, ctx=ctx)
+    if override:
+        name, key = dns_label(override), ""
+    else:
+        key = environment_key(ctx)
+        name = join_name(app, key)
+    return Identity(name=name, namespace=namespace_for(name, prefix), app=app, ctx=ctx, key=key)
 
 
 def build_key(build: str) -> tuple[int, ...] | None:

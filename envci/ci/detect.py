@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import getpass
+import json
 import re
 import subprocess
 from collections.abc import Mapping
+from typing import Any
 
 from envci.identity import CiContext
 
@@ -18,8 +20,34 @@ def _git(*args: str) -> str:
     return out.stdout.strip() if out.returncode == 0 else ""
 
 
-def github(env: Mapping[str, str]) -> CiContext:
-    m = re.match(r"refs/pull/(\d+)/", env.get("GITHUB_REF", ""))
+def github_event(env: Mapping[str, str]) -> dict[str, Any]:
+    """The webhook payload of the run (GITHUB_EVENT_PATH); empty when absent or unreadable."""
+    path = env.get("GITHUB_EVENT_PATH")
+    if not path:
+        return {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def pull_request_number(event: Mapping[str, Any], ref: str) -> str:
+    """The PR a run is for. The payload first: under `pull_request_target` (fork PRs) GITHUB_REF is
+    the base branch, and an `issue_comment` run on a PR has no PR ref at all."""
+    pr, issue = event.get("pull_request"), event.get("issue")
+    if not isinstance(pr, dict) and isinstance(issue, dict) and issue.get("pull_request"):
+        pr = issue  # a comment on a pull request
+    number = str(pr.get("number", "")) if isinstance(pr, dict) else ""
+    if number.isdigit():
+        return number
+    m = re.match(r"refs/pull/(\d+)/", ref)
+    return m.group(1) if m else ""
+
+
+def github(env: Mapping[str, str], event: Mapping[str, Any] | None = None) -> CiContext:
+    event = github_event(env) if event is None else event
     server = env.get("GITHUB_SERVER_URL", "https://github.com")
     repo = env.get("GITHUB_REPOSITORY", "")
     run = env.get("GITHUB_RUN_ID", "")
@@ -28,7 +56,7 @@ def github(env: Mapping[str, str]) -> CiContext:
         repo=repo,
         branch=env.get("GITHUB_HEAD_REF") or env.get("GITHUB_REF_NAME", ""),
         sha=env.get("GITHUB_SHA", ""),
-        pr=m.group(1) if m else env.get("ENVCI_PR", ""),
+        pr=pull_request_number(event, env.get("GITHUB_REF", "")) or env.get("ENVCI_PR", ""),
         build=f"{run}-{env.get('GITHUB_RUN_ATTEMPT', '1')}" if run else "",
         build_url=f"{server}/{repo}/actions/runs/{run}" if run and repo else "",
         actor=env.get("GITHUB_ACTOR", ""),
@@ -79,11 +107,26 @@ def local(env: Mapping[str, str]) -> CiContext:
     )
 
 
-def detect_context(env: Mapping[str, str]) -> CiContext:
+def ci_system(env: Mapping[str, str]) -> str:
+    """github | gitlab | jenkins | local, from the variable each system sets in every job."""
     if env.get("GITHUB_ACTIONS") == "true":
-        return github(env)
+        return "github"
     if env.get("GITLAB_CI"):
-        return gitlab(env)
+        return "gitlab"
     if env.get("JENKINS_URL") or env.get("JENKINS_HOME"):
-        return jenkins(env)
-    return local(env)
+        return "jenkins"
+    return "local"
+
+
+WORKSPACE_VARIABLE = {"github": "GITHUB_WORKSPACE", "gitlab": "CI_PROJECT_DIR", "jenkins": "WORKSPACE"}
+"""Where each system checks the repository out: envci's output and report folders live there."""
+
+
+def workspace(env: Mapping[str, str]) -> str:
+    """The root of the build's checkout; empty outside CI (then folders are relative to the current one)."""
+    var = WORKSPACE_VARIABLE.get(ci_system(env))
+    return env.get(var, "") if var else ""
+
+
+def detect_context(env: Mapping[str, str]) -> CiContext:
+    return {"github": github, "gitlab": gitlab, "jenkins": jenkins}.get(ci_system(env), local)(env)

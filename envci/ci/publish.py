@@ -17,23 +17,13 @@ from typing import Any
 import requests
 
 from envci.ci import github, gitlab
-from envci.ci.detect import detect_context
+from envci.ci.detect import ci_system, detect_context
 from envci.errors import PublishError
 from envci.redact import redact
 from envci.report import summary
 from envci.report.model import RunResult
 
 Warn = Callable[[str], None]
-
-
-def ci_system(env: Mapping[str, str]) -> str:
-    if env.get("GITHUB_ACTIONS") == "true":
-        return "github"
-    if env.get("GITLAB_CI"):
-        return "gitlab"
-    if env.get("JENKINS_URL") or env.get("JENKINS_HOME"):
-        return "jenkins"
-    return "local"
 
 
 def publish_report(

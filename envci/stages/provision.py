@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 
 from envci import state as st
-from envci.ci.outputs import publish
+from envci.ci.outputs import first_url, publish, write_outputs
 from envci.config.loader import LoadedConfig
 from envci.config.model import Component
 from envci.errors import ConfigError, EnvciError, InfrastructureError, OwnershipError, SupersededError
@@ -114,6 +114,9 @@ def provision(
 ) -> dict[str, Any]:
     ident = cfg.identity
     rep.progress(f"provisioning environment {ident.name} in namespace {ident.namespace}")
+    # The outputs first: a job that runs after a failed provision (GitLab's stop job reads them as a
+    # dotenv report) still learns which environment to remove.
+    write_outputs(ident.name, ident.namespace, {})
     # Every manifest is rendered and checked before the namespace exists: bad input changes nothing.
     check_components(cfg, api_scope(kube))
     ensure_namespace(kube, cfg, now=clock())
@@ -176,6 +179,7 @@ def _provision_locked(
     return {
         "name": ident.name,
         "namespace": ident.namespace,
+        "url": first_url(state.urls),
         "urls": state.urls,
         "components": {n: {"kind": r.kind, "release": r.release, "revision": r.revision, "status": r.status} for n, r in state.components.items()},
         "changed": previous_digest != cfg.digest,

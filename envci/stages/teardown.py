@@ -13,9 +13,9 @@ from typing import Any, Callable
 
 from envci import external
 from envci import state as st
-from envci.errors import EnvciError, InfrastructureError, OwnershipError
+from envci.errors import ConfigError, EnvciError, InfrastructureError, OwnershipError
 from envci.helm import Helm
-from envci.identity import is_older_build
+from envci.identity import CiContext, context_selector, environment_key, is_older_build, label_value
 from envci.kube.client import Kube
 from envci.kube.lease import Lease
 from envci.manifests import HELM_RELEASE_ANNOTATION
@@ -40,6 +40,36 @@ def find_namespace(kube: Kube, *, namespace: str | None = None, name: str | None
         if found:
             return found[0]
     return None
+
+
+def describe_context(ctx: CiContext) -> str:
+    """The CI context as a person reads it, for messages: `repository acme/shop, pr-42`."""
+    return ", ".join(x for x in (f"repository {ctx.repo}" if ctx.repo else "", environment_key(ctx)) if x)
+
+
+def pick_environment(found: list[dict[str, Any]], *, context: str, prefer: str = "") -> dict[str, Any] | None:
+    """Pure: the one namespace among those matching a CI context, None when there is none.
+
+    Several match when one repository holds several apps (several envci.yaml files): `prefer` (the
+    ENVCI_NAME a provision job published) picks one; otherwise envci refuses to guess."""
+    if len(found) <= 1:
+        return found[0] if found else None
+    if prefer:
+        chosen = [ns for ns in found if (ns["metadata"].get("labels") or {}).get("envci.io/env") == label_value(prefer)]
+        if len(chosen) == 1:
+            return chosen[0]
+    names = sorted((ns["metadata"].get("labels") or {}).get("envci.io/env") or ns["metadata"]["name"] for ns in found)
+    raise ConfigError(
+        f"{len(found)} environments belong to this build's {context}: {', '.join(names)}; envci will not guess which one",
+        field="--env",
+        hint="pass --env NAME (or set ENVCI_ENV), or run where the app's envci.yaml is, so its `name:` tells them apart",
+    )
+
+
+def find_for_context(kube: Kube, ctx: CiContext, *, prefer: str = "") -> dict[str, Any] | None:
+    """The environment `provision` made for this CI context, found without envci.yaml: by the labels
+    every environment carries (the key its name came from: PR, MR or branch; and the repository)."""
+    return pick_environment(kube.namespaces(context_selector(ctx)), context=describe_context(ctx), prefer=prefer)
 
 
 def stuck_reasons(kube: Kube, ns: dict[str, Any]) -> list[str]:

@@ -1,4 +1,5 @@
-"""The example GitLab pipeline (examples/gitlab/.gitlab-ci.yml) run by gitlab-ci-local against the local cluster.
+"""GitLab pipelines run by gitlab-ci-local against the local cluster: the example
+(examples/gitlab/.gitlab-ci.yml), and one whose provision fails.
 
 The example includes the pipeline component; here it is included from the checkout
 (`include: local: gitlab/templates/pipeline.yml`), the one change made to it. Jobs run in the host
@@ -10,11 +11,14 @@ from __future__ import annotations
 
 import re
 import secrets
+import shutil
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
+from kubernetes import client
 from wrapper_support import (
     GITLAB_CI_LOCAL,
     Project,
@@ -36,6 +40,28 @@ def job_result(log: str, job: str) -> str | None:
     return m.group(1) if m else None
 
 
+def run_pipeline(
+    gcl: str, project: Project, kubeconfig: str, repo_copy: Path, envci_venv: Path, tmp_path: Path, *variables: str, job: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The whole pipeline, or one job of it (as GitLab runs an environment's stop job on its own)."""
+    home = tmp_path / "gcl-home"
+    home.mkdir(exist_ok=True)
+    extra = [arg for v in variables for arg in ("--variable", v)]
+    t0 = time.monotonic()
+    done = subprocess.run(
+        [
+            gcl, *([job] if job else []), "--force-shell-executor", "--home", str(home),
+            "--variable", f"ENVCI_INSTALL={repo_copy}", "--variable", f"ENVCI_VENV={envci_venv}",
+            "--variable", f"KUBECONFIG={kubeconfig}", *extra,
+        ],
+        cwd=project.path, env=runner_env(kubeconfig), stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False, timeout=420,
+    )
+    timed(f"gitlab-ci-local {job or 'pipeline'}", t0)
+    with open(tmp_path / "gitlab-ci-local.log", "a") as f:
+        f.write(done.stdout + done.stderr)
+    return done
+
+
 def test_pipeline_passes_outputs_on_reports_junit_and_tears_down_after_a_failing_job(
     kubeconfig: str, project: Project, envci_venv: Path, repo_copy: Path, tmp_path: Path, gone: list[str]
 ) -> None:
@@ -47,21 +73,8 @@ def test_pipeline_passes_outputs_on_reports_junit_and_tears_down_after_a_failing
     git_repo(project.path, branch)
     name = f"demo-{branch}"
     gone.append(f"envci-{name}")
-    home = tmp_path / "gcl-home"
-    home.mkdir()
-    t0 = time.monotonic()
-    done = subprocess.run(
-        [
-            gcl, "--force-shell-executor", "--home", str(home),
-            "--variable", f"ENVCI_INSTALL={repo_copy}", "--variable", f"ENVCI_VENV={envci_venv}",
-            "--variable", f"KUBECONFIG={kubeconfig}", "--variable", "ENVCI_SET=demo_fail=1",
-            "--variable", f"DEMO_DB_PASSWORD={secrets.token_hex(12)}",
-        ],
-        cwd=project.path, env=runner_env(kubeconfig), stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False, timeout=420,
-    )
-    timed("gitlab-ci-local", t0)
+    done = run_pipeline(gcl, project, kubeconfig, repo_copy, envci_venv, tmp_path, "ENVCI_SET=demo_fail=1", f"DEMO_DB_PASSWORD={secrets.token_hex(12)}")
     log = done.stdout + done.stderr
-    (tmp_path / "gitlab-ci-local.log").write_text(log)
 
     assert done.returncode != 0, "a failing test job must fail the pipeline"
     results = {job: job_result(log, job) for job in ("envci-provision", "envci-wait-ready", "envci-seed", "show-environment", "envci-test", "envci-teardown")}
@@ -77,3 +90,50 @@ def test_pipeline_passes_outputs_on_reports_junit_and_tears_down_after_a_failing
     out = done.stdout  # job lines in order (a failed job's closing lines also go to stderr)
     assert out.index("envci-test       starting") < out.index("FAILED smoke") < out.index("envci-teardown   starting")
     assert f"environment {name} removed" in log
+
+
+BROKEN_PIPELINE = """stages: [deploy, test]
+include:
+  - local: gitlab/templates/pipeline.yml
+    inputs: {working_directory: apps/cfg, auto_stop_in: 1 hour}
+"""
+
+
+def test_stop_job_removes_the_environment_of_a_failed_provision(
+    kubeconfig: str, project: Project, envci_venv: Path, repo_copy: Path, tmp_path: Path, gone: list[str], api_client: Any
+) -> None:
+    """Provision creates the namespace, then the API server refuses a ConfigMap: the job fails and
+    later stages never start. The environment's stop job, run on its own as GitLab runs it (when the
+    MR is merged, the branch deleted or auto_stop_in passes), with no envci.yaml to read, removes it.
+
+    (gitlab-ci-local waits for the jobs that never started before it runs `.post`, where GitLab would
+    run the stop job at once; running it on its own covers both.)"""
+    gcl = require(GITLAB_CI_LOCAL, "gitlab-ci-local 4.65.0 (npm)")
+    app = project.path / "apps" / "cfg"
+    app.mkdir(parents=True)
+    (app / "envci.yaml").write_text("name: cfg\nttl: 1h\nnamespace: {quota: null, limits: null}\ncomponents:\n  - {name: settings, manifests: [settings.yaml]}\n")
+    (app / "settings.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {mode: test}\n---\n"
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: broken}\ndata: {'not a valid key!': x}\n"
+    )
+    (project.path / ".gitlab-ci.yml").write_text(BROKEN_PIPELINE)
+    branch = f"broken-{project.suffix}"
+    git_repo(project.path, branch)
+    name = f"cfg-{branch}"
+    gone.append(f"envci-{name}")
+    core = client.CoreV1Api(api_client)
+
+    done = run_pipeline(gcl, project, kubeconfig, repo_copy, envci_venv, tmp_path)
+    log = done.stdout + done.stderr
+    assert done.returncode != 0, log[-4000:]
+    assert job_result(log, "envci-provision") == "FAIL", log[-4000:]
+    assert job_result(log, "envci-wait-ready") is None and job_result(log, "envci-test") is None  # never started
+    assert f"provisioning environment {name} in namespace envci-{name}" in log and "is invalid" in log
+    assert core.read_namespace(f"envci-{name}").metadata.labels["envci.io/env"] == name  # made before the failure
+
+    shutil.rmtree(app)  # the stop job has no checkout: nothing of the app is left to read
+    stop = run_pipeline(gcl, project, kubeconfig, repo_copy, envci_venv, tmp_path, job="envci-teardown")
+    log = stop.stdout + stop.stderr
+    assert stop.returncode == 0, log[-4000:]
+    assert f"no envci.yaml here: looking for the environment of this build's repository acme/demo, {branch}" in log, log[-4000:]
+    assert f"environment {name} removed" in log, log[-4000:]
