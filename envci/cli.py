@@ -46,6 +46,23 @@ def _report_dir(args: argparse.Namespace) -> Any:
     return Path(args.output_dir) if args.output_dir else report_dir(os.environ)
 
 
+LOGS_HELP = """examples:
+  envci logs                      every pod of the build's environment
+  envci logs web -f --since 10m   component web, following new pods and restarts
+  envci logs --env shop-pr-42 db --previous --tail 50
+  envci logs -o json              one JSON object per line: namespace, component, pod, container,
+                                  previous, time, message
+A COMPONENT the environment does not have is bad input (exit 2; the message names those it has);
+an environment that does not exist exits 3.
+
+"""
+
+
+def _diagnostics_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--output-dir", default=None,
+                   help=f"report folder; when the stage fails, diagnostics/ is written there (events, objects, logs, summary.md) {REPORT_DIR_DEFAULT}")
+
+
 DURATION = "DURATION"
 """Metavar of every flag that takes a duration; `read_durations` converts exactly these."""
 
@@ -96,11 +113,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("json", "markdown"), default="json", help="JSON Schema, or the Markdown reference")
     p = add("provision", "create or update the build's environment and install its components")
     p.add_argument("--no-wait-dependencies", action="store_true", help="do not wait for dependencies to be ready before installing dependents")
+    _diagnostics_flag(p)
     p = add("wait-ready", "wait until every workload of the environment is ready")
     _duration_flag(p, "--timeout", default=None, help="overall deadline, e.g. 5m (default: each component's wait.timeout)")
     p.add_argument("--component", action="append", default=None, help="wait only for this component (repeatable)")
+    _diagnostics_flag(p)
     p = add("seed", "load data into the environment: the `seed:` steps of envci.yaml, in order (safe to re-run)")
     p.add_argument("--step", type=int, action="append", default=None, help="run only the step with this index (0-based; repeatable)")
+    _diagnostics_flag(p)
     p = add("test", "run the test suites of envci.yaml against the environment and write a report")
     p.add_argument("--output-dir", default=None, help=f"report folder: junit.xml, summary.md, report.json, test.env, logs/ {REPORT_DIR_DEFAULT}")
     p.add_argument("--suite", action="append", default=None, help="run only this suite (repeatable)")
@@ -117,12 +137,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--app", default=None, help="only this application's environments")
     p = add("up", "the whole pipeline: provision, wait-ready, seed, test, then teardown (also on failure and cancellation)")
     p.add_argument("--keep", action="store_true", help="leave the environment in place at the end (the janitor reaps it after its TTL)")
+    p.add_argument("--keep-on-failure", action="store_true",
+                   help="leave the environment in place when a stage fails or tests fail, for a person to inspect "
+                   "(diagnostics/summary.md says how; the janitor reaps it after its TTL); tear it down after success")
     p.add_argument("--output-dir", default=None, help=f"test report folder {REPORT_DIR_DEFAULT}")
     p.add_argument("--no-publish", action="store_true", help="write the report files only: no step summary, no PR/MR comment")
     p = add("reap", "tear down every expired environment (the janitor)", config=False)
     p.add_argument("--dry-run", action="store_true", help="list what would be reaped; change nothing")
     p.add_argument("--app", default=None, help="only this application's environments")
     p.add_argument("--closed-prs", action="store_true", help="also reap environments whose PR/MR is closed (needs ENVCI_GITHUB_TOKEN or ENVCI_GITLAB_TOKEN)")
+    p = add(
+        "logs",
+        "print the logs of an environment's pods, each line prefixed with [pod/NAME/CONTAINER]: one component's, or every pod's",
+    )
+    p.add_argument("component", nargs="?", default=None, metavar="COMPONENT", help="a component of envci.yaml (default: every pod of the environment)")
+    p.add_argument("-f", "--follow", action="store_true",
+                   help="keep printing as pods write, also from pods created and containers restarted meanwhile (stop with Ctrl-C)")
+    _duration_flag(p, "--since", default=None, help="only lines newer than this, e.g. 10m (default: all)")
+    p.add_argument("-p", "--previous", action="store_true", help="the instance of each container before its last restart (the one that crashed)")
+    p.add_argument("--tail", type=int, default=None, metavar="N", help="the last N lines of each container (default: all)")
+    p.epilog = LOGS_HELP + EXIT_CODES_HELP
     p = add("extend", "push an environment's expiry")
     _duration_flag(p, "--ttl", required=True, help="new lifetime from now, e.g. 2h")
     p = add("cluster", "the embedded local cluster: up | down | status | kubeconfig | load-image ARCHIVE...", config=False)
@@ -223,7 +257,8 @@ def run(args: argparse.Namespace, rep: Reporter) -> int:
         cfg = _load(args)
         kube = _kube(args)
         waiter = None if args.no_wait_dependencies else (lambda names: wait_ready(cfg, kube, rep, components=names))
-        res = provision(cfg, kube, rep, wait_between_waves=waiter)
+        with _diagnosed(args, rep, cfg, kube):
+            res = provision(cfg, kube, rep, wait_between_waves=waiter)
         urls = "".join(f"\n  {k}: {v}" for k, v in res["urls"].items())
         rep.result(res, f"environment {res['name']} provisioned in namespace {res['namespace']}" + (f"\nurls:{urls}" if urls else ""))
         return ExitCode.OK
@@ -231,18 +266,25 @@ def run(args: argparse.Namespace, rep: Reporter) -> int:
         from envci.stages.wait_ready import wait_ready
 
         cfg = _load(args, secrets=False)
-        res = wait_ready(cfg, _kube(args), rep, components=args.component, timeout=args.timeout)
+        kube = _kube(args)
+        _learn_secrets(args, cfg)  # logs in a diagnostics bundle are masked like everything else
+        with _diagnosed(args, rep, cfg, kube):
+            res = wait_ready(cfg, kube, rep, components=args.component, timeout=args.timeout)
         rep.result(res, f"environment {res['name']} is ready ({res['seconds']}s)")
         return ExitCode.OK
     if cmd == "seed":
         from envci.stages.seed import format_result, seed
 
         cfg = _load(args)
-        res = seed(cfg, _kube(args), rep, only=args.step)
+        kube = _kube(args)
+        with _diagnosed(args, rep, cfg, kube):
+            res = seed(cfg, kube, rep, only=args.step)
         rep.result(res, format_result(res))
         return ExitCode.OK
     if cmd in ("test", "report"):
         return _test_or_report(args, rep)
+    if cmd == "logs":
+        return _logs(args, rep)
     if cmd == "teardown":
         from envci.stages.teardown import teardown
 
@@ -284,7 +326,8 @@ def run(args: argparse.Namespace, rep: Reporter) -> int:
         def publish(run_: Any, files: dict[str, str]) -> Any:
             return None if args.no_publish else publish_report(run_, files, env=os.environ, warn=rep.warn, comment=True)
 
-        code, res = up(_load(args), _kube(args), rep, out_dir=_report_dir(args), keep=args.keep, kubeconfig=args.kubeconfig, publish=publish)
+        code, res = up(_load(args), _kube(args), rep, out_dir=_report_dir(args), keep=args.keep, keep_on_failure=args.keep_on_failure,
+                       kubeconfig=args.kubeconfig, publish=publish)
         rep.result(res, format_up(res, keep=args.keep))
         return code
     if cmd == "reap":
@@ -323,7 +366,10 @@ def _test_or_report(args: argparse.Namespace, rep: Reporter) -> int:
     if args.command == "test":
         from envci.stages.test import test
 
-        run_, files = test(_load(args), _kube(args), rep, out_dir=out_dir, kubeconfig=args.kubeconfig, suites=args.suite)
+        cfg, kube = _load(args), _kube(args)
+        with _diagnosed(args, rep, cfg, kube):
+            run_, files = test(cfg, kube, rep, out_dir=out_dir, kubeconfig=args.kubeconfig, suites=args.suite)
+        bundle = _diagnose_tests(args, rep, cfg, kube, run_)
         publish = not args.no_publish
     else:
         from envci.report.files import read_report
@@ -335,10 +381,81 @@ def _test_or_report(args: argparse.Namespace, rep: Reporter) -> int:
         files = {k: str(out_dir / f) for k, f in (("junit", "junit.xml"), ("summary", "summary.md"), ("json", "report.json"), ("dotenv", "test.env"))}
         publish = True
     data = result_dict(run_, files)
+    if args.command == "test" and bundle:
+        data["diagnostics"] = bundle
     if publish:
         data["published"] = publish_report(run_, files, env=os.environ, warn=rep.warn, comment=not args.no_comment)
-    rep.result(data, format_result(run_, files))
+    rep.result(data, format_result(run_, files) + (f"\ndiagnostics: {bundle}" if args.command == "test" and bundle else ""))
     return {"passed": ExitCode.OK, "failed": ExitCode.TESTS_FAILED}.get(run_.outcome, ExitCode.INFRASTRUCTURE)
+
+
+def _diagnosed(args: argparse.Namespace, rep: Reporter, cfg: Any, kube: Any) -> Any:
+    """Around a stage: a failure writes the diagnostics bundle into the report folder and names it in the error."""
+    from envci.stages.diagnose import Target, on_failure
+
+    return on_failure(kube, rep, Target.of(cfg, args.command, kubeconfig=args.kubeconfig), _report_dir(args))
+
+
+def _diagnose_tests(args: argparse.Namespace, rep: Reporter, cfg: Any, kube: Any, run_: Any) -> str | None:
+    """Tests that did not pass are a failure of the test stage: the bundle shows the environment they ran against."""
+    if run_.outcome == "passed":
+        return None
+    from envci.stages.diagnose import Target, collect, summary_path
+
+    c = run_.counts
+    error = f"tests {run_.outcome}: {c.tests} tests, {c.failed + c.errors} failed (the test report is beside diagnostics/)"
+    path = collect(kube, rep, Target.of(cfg, "test", kubeconfig=args.kubeconfig), _report_dir(args), error=error)
+    return summary_path(path) if path else None
+
+
+def _learn_secrets(args: argparse.Namespace, cfg: Any, warn: Any = None) -> None:
+    """Register the values of envci.yaml's secrets with the redactor where they can be read.
+
+    Commands that only read (wait-ready, logs) load envci.yaml without resolving secrets, yet print
+    or write what pods log, which may include one. A secret that cannot be read (a variable not
+    set on a person's machine) must not stop them: it is skipped, with a warning when `warn` is given."""
+    from envci.config.loader import env_secret_resolver
+    from envci.kube.secrets import read_secret_key
+    from envci.redact import register
+
+    resolve = env_secret_resolver(os.environ, lambda name, ref: read_secret_key(_kube(args), name, ref))
+    for name, ref in cfg.spec.secrets.items():
+        try:
+            register(resolve(name, ref))
+        except EnvciError as e:
+            if warn:
+                warn(f"secret {name!r} could not be read ({e.message.splitlines()[0]}); its value is not masked in what is printed")
+
+
+def _logs(args: argparse.Namespace, rep: Reporter) -> int:
+    from envci.podlogs import Style, use_colour
+    from envci.stages.logs import Options, Printer, logs
+
+    if args.previous and args.follow:
+        raise ConfigError("an instance before a restart has ended: there is nothing to follow", field="--previous",
+                          hint="use --previous without -f, or -f without --previous")
+    if args.tail is not None and args.tail < 0:
+        if args.tail != -1:
+            raise ConfigError(f"{args.tail} is not a number of lines", field="--tail", hint="give --tail 0 or more (-1: all)")
+        args.tail = None
+    components: list[str] = []
+    releases: dict[str, str] = {}
+    if os.path.exists(args.config):
+        cfg = _load(args, secrets=False, check_files=False)
+        _learn_secrets(args, cfg, rep.warn)
+        name, namespace = cfg.identity.name, cfg.identity.namespace
+        components = [c.name for c in cfg.spec.components]
+        releases = {(c.helm.release or c.name): c.name for c in cfg.spec.components if c.helm}
+    else:  # --env, or the environment of this CI context, found as teardown finds it
+        t = _target(args, rep)
+        if t.get("missing"):
+            raise NotReadyError(f"no environment of this build's {t['missing']} exists",
+                                hint="`envci list` shows the environments; `envci logs --env NAME` reads one of them")
+        name, namespace = str(t["name"]), t["namespace"]
+    style = Style(mode=args.output, colour=use_colour(is_tty=sys.stdout.isatty(), env=os.environ, mode=args.output))
+    opts = Options(component=args.component, follow=args.follow, previous=args.previous, tail=args.tail, since=args.since)
+    logs(_kube(args), Printer(style, sys.stdout), rep, name=name, namespace=namespace, components=components, releases=releases, opts=opts)
+    return ExitCode.OK
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:
@@ -375,6 +492,8 @@ def error_payload(e: EnvciError) -> dict[str, Any]:
         payload["errors"] = [{"file": e.file, "line": e.line, "field": e.field, "message": e.detail, "hint": e.hint}]
     if isinstance(e, NotReadyError):
         payload["failures"] = e.failures
+    if e.diagnostics:
+        payload["diagnostics"] = e.diagnostics
     return payload
 
 
