@@ -1,15 +1,19 @@
 """A sticky comment: one pull/merge-request comment per environment, created once, then edited.
 
 The comment carries a hidden HTML marker naming the environment; each publish lists the
-request's comments, edits the one with the marker, and creates one only when none has it. The
-GitHub and GitLab adapters supply the four HTTP calls; the decisions here are pure.
+request's comments, edits the one with the marker, and creates one only when none has it.
+
+A marker is plain text that anyone can paste into a comment of their own, so only a comment the
+token's own user wrote, and that nobody hid (a minimized GitHub comment, a GitLab system note), is
+taken for envci's: otherwise envci would edit, or stay silent behind, somebody else's comment. The
+GitHub and GitLab adapters list, create and update; the decisions here are pure.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import requests
 
@@ -30,55 +34,65 @@ def comment_body(markdown: str, env_name: str) -> str:
     return f"{marker(env_name)}\n{markdown.rstrip()}\n"
 
 
-def find_marked(comments: Iterable[dict[str, Any]], mark: str) -> Any | None:
-    """Pure: the id of the first comment whose body holds the marker, or None."""
+@dataclass(frozen=True)
+class Comment:
+    """A comment as the adapters report it."""
+
+    id: Any
+    body: str
+    own: bool
+    """Written by the user the token belongs to."""
+    hidden: bool = False
+    """Minimized on GitHub, a system note on GitLab: not a comment envci may reuse."""
+
+
+def find_marked(comments: Iterable[Comment], mark: str) -> Any | None:
+    """Pure: the id of the first comment that is the token user's own, not hidden, and holds the marker."""
     for c in comments:
-        if mark in (c.get("body") or ""):
-            return c.get("id")
+        if c.own and not c.hidden and mark in c.body:
+            return c.id
     return None
 
 
-@dataclass
-class Endpoint:
-    """The HTTP side of one system: how to list, create and update comments."""
+class Thread(Protocol):
+    """One pull or merge request's comments, as one CI system's API serves them."""
 
-    session: requests.Session
-    list_url: str
-    item_url: Callable[[Any], str]
-    update_method: str
-    next_page: Callable[[requests.Response], str | None]
+    def pages(self) -> Iterator[list[Comment]]: ...
 
-    def call(self, method: str, url: str, **kw: Any) -> requests.Response:
-        shown = url.split("?", 1)[0]
-        try:
-            r = self.session.request(method, url, timeout=TIMEOUT_SECONDS, **kw)
-        except requests.RequestException as e:
-            raise PublishError(f"{method} {shown} failed: {type(e).__name__}") from None
-        if r.status_code >= 300:
-            raise PublishError(f"{method} {shown} answered HTTP {r.status_code}: {truncate(redact(r.text.strip()), 300)}")
-        return r
+    def create(self, body: str) -> None: ...
+
+    def update(self, comment_id: Any, body: str) -> None: ...
 
 
-def upsert(ep: Endpoint, body: str, mark: str) -> str:
+def call(session: requests.Session, method: str, url: str, **kw: Any) -> requests.Response:
+    """One request; a network error or an answer of 300 and above is a PublishError that never
+    holds the query string, and holds the answer's text only cut short and redacted."""
+    shown = url.split("?", 1)[0]
+    try:
+        r = session.request(method, url, timeout=TIMEOUT_SECONDS, **kw)
+    except requests.RequestException as e:
+        raise PublishError(f"{method} {shown} failed: {type(e).__name__}") from None
+    if r.status_code >= 300:
+        raise PublishError(f"{method} {shown} answered HTTP {r.status_code}: {truncate(redact(r.text.strip()), 300)}")
+    return r
+
+
+def json_of(r: requests.Response) -> Any:
+    try:
+        return r.json()
+    except ValueError:
+        raise PublishError(f"{r.request.method} {str(r.url).split('?', 1)[0]} did not answer JSON") from None
+
+
+def upsert(thread: Thread, body: str, mark: str) -> str:
     """Create or update the marked comment; returns "created" or "updated"."""
-    url: str | None = ep.list_url
     found = None
-    for _ in range(MAX_PAGES):
-        if url is None:
-            break
-        r = ep.call("GET", url)
-        try:
-            page = r.json()
-        except ValueError:
-            raise PublishError(f"GET {url.split('?', 1)[0]} did not answer JSON") from None
-        if not isinstance(page, list):
-            raise PublishError(f"GET {url.split('?', 1)[0]} did not answer a list of comments")
+    for number, page in enumerate(thread.pages()):
         found = find_marked(page, mark)
-        if found is not None:
+        if found is not None or number + 1 >= MAX_PAGES:
             break
-        url = ep.next_page(r)
     if found is not None:
-        ep.call(ep.update_method, ep.item_url(found), json={"body": body})
+        thread.update(found, body)
         return "updated"
-    ep.call("POST", ep.list_url.split("?", 1)[0], json={"body": body})
+    thread.create(body)
     return "created"

