@@ -68,6 +68,21 @@ def kubeconfig() -> Iterator[str]:
         yield path
 
 
+def _load_project_images() -> None:
+    """Import into the real node every image the project builds (built offline, cached) that it lacks or
+    holds from an older build: nothing can be pulled there, and a node made anew holds only pause,
+    CoreDNS and busybox."""
+    from envci.images import build, containerd
+
+    containerd.ensure_loaded(build.build(build.Sources()), containerd.default_containerd_socket(), containerd.default_ctr())
+
+
+@pytest.fixture(scope="session")
+def load_project_images() -> Callable[[], None]:
+    """For a test that makes the real node anew: call it to leave the node as the session found it."""
+    return _load_project_images
+
+
 @pytest.fixture(scope="session")
 def real_kubeconfig() -> Iterator[str]:
     """Path of a kubeconfig for the local cluster with a real node (containers run); the built
@@ -82,6 +97,7 @@ def real_kubeconfig() -> Iterator[str]:
                 path = str(localcluster.up(localcluster.Settings(flavour="real")))
             except localcluster.BinariesUnavailable as e:
                 pytest.skip(f"no local cluster: {e.message} (set ENVCI_TEST_KUBECONFIG to use a real cluster)")
+            _load_project_images()
         bin_dir = localcluster.binaries_dir()
         if bin_dir.is_dir():
             _prepend_path(mp, bin_dir)

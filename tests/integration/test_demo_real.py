@@ -22,7 +22,6 @@ import pytest
 from kubernetes import client
 
 from envci.errors import ExitCode
-from envci.images import build, containerd
 
 pytestmark = pytest.mark.cluster
 
@@ -46,7 +45,6 @@ class Demo:
 @pytest.fixture(scope="module")
 def demo(real_kubeconfig: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     """The demo provisioned, ready and seeded in an environment of its own; torn down afterwards."""
-    containerd.ensure_loaded(build.build(build.Sources()), containerd.default_containerd_socket(), containerd.default_ctr())
     workdir = tmp_path_factory.mktemp("demo") / "demo"
     shutil.copytree(DEMO, workdir, ignore=shutil.ignore_patterns("envci-report", "reports", "__pycache__"))
     name = f"demo-real-{secrets.token_hex(3)}"

@@ -17,6 +17,7 @@ import sys
 import tarfile
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -241,7 +242,7 @@ def test_a_loadbalancer_service_gets_an_address_that_answers(real_kubeconfig: st
     assert _get_with_retry(f"http://{address}/").strip() == token
 
 
-def test_down_leaves_nothing_and_up_recovers_after_a_crash(real_kubeconfig: str) -> None:
+def test_down_leaves_nothing_and_up_recovers_after_a_crash(real_kubeconfig: str, load_project_images: Callable[[], None]) -> None:
     """Kill the node's processes as a crash would, let `up` recover, then `down` and look for leftovers;
     the cluster is brought back at the end for the tests that follow."""
     settings = cluster.Settings(flavour="real")
@@ -260,6 +261,7 @@ def test_down_leaves_nothing_and_up_recovers_after_a_crash(real_kubeconfig: str)
     assert cluster.status("real")["running"] is False
     cluster.up(settings)
     assert cluster.status("real")["running"] is True
+    load_project_images()  # `down` took the images with the node's state
 
 
 # --- helpers ----------------------------------------------------------------------------------------------
