@@ -71,6 +71,8 @@ def test_the_demo_pods_are_containers_the_kubelet_started(demo: Demo, real_api_c
         for status in pod.status.container_statuses:
             assert status.container_id.startswith("containerd://"), status.container_id
             assert status.ready and status.state.running and status.state.running.started_at
+    claims = client.CoreV1Api(real_api_client).list_namespaced_persistent_volume_claim(demo.namespace).items
+    assert [(c.metadata.name, c.status.phase) for c in claims] == [("data-db-0", "Bound")], "the database keeps its data on a volume"
 
 
 def test_the_tests_pass_on_the_app_and_fail_once_it_is_scaled_to_zero(demo: Demo, real_api_client: client.ApiClient) -> None:

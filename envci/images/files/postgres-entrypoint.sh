@@ -22,6 +22,12 @@ if [ "$(id -u)" = 0 ]; then
   mkdir -p "$PGDATA" "$SOCKETS"
   chown postgres:postgres "$PGDATA" "$SOCKETS"
   chmod 700 "$PGDATA"
+  # Some provisioners hand out a volume whose root only root may enter (the host-path one makes it
+  # 0750): with PGDATA a subdirectory of it, postgres could not reach its own data.
+  parent="$(dirname "$PGDATA")"
+  if ! setpriv --reuid=postgres --regid=postgres --init-groups test -x "$parent"; then
+    chown postgres:postgres "$parent"
+  fi
   exec setpriv --reuid=postgres --regid=postgres --init-groups "$0" "$@"
 fi
 
