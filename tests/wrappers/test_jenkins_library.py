@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import secrets
 import subprocess
 import time
@@ -21,7 +22,9 @@ pytestmark = pytest.mark.cluster
 HARNESS = REPO / "tests" / "wrappers" / "jenkins" / "harness.groovy"
 
 
-def run_jenkinsfile(groovy: str, kubeconfig: str, project: Project, repo_copy: Path, venv: Path, tmp_path: Path, **env: str) -> tuple[int, dict]:
+def run_jenkinsfile(
+    groovy: str, kubeconfig: str, project: Project, repo_copy: Path, venv: Path, tmp_path: Path, jenkinsfile: str = "Jenkinsfile", **env: str
+) -> tuple[int, dict]:
     record = tmp_path / "record.json"
     pr = str(random.randint(10_000, 99_999))
     full_env = runner_env(
@@ -41,7 +44,7 @@ def run_jenkinsfile(groovy: str, kubeconfig: str, project: Project, repo_copy: P
     )
     t0 = time.monotonic()
     done = subprocess.run(
-        [groovy, str(HARNESS), str(project.path / "jenkins"), str(project.path / "examples" / "jenkins" / "Jenkinsfile"), str(project.path), str(record)],
+        [groovy, str(HARNESS), str(project.path / "jenkins"), str(project.path / "examples" / "jenkins" / jenkinsfile), str(project.path), str(record)],
         cwd=project.path, env=full_env, capture_output=True, text=True, check=False, timeout=300,
     )
     timed("jenkins harness", t0)
@@ -84,9 +87,47 @@ def test_jenkinsfile_provisions_runs_body_and_always_tears_down(
     # The body saw provision's outputs.
     assert any(c["step"] == "echo" and c["message"] == f"environment {name} in namespace envci-{name} at http://web.envci-{name}.svc.cluster.local:8080/" for c in calls)
     check_common(data, kubeconfig)
-    if fail:
-        assert code == 1 and data["result"] == "FAILURE"
-        assert data["error"] == "envci test failed with exit code 1 (tests failed)"
+    if fail:  # failing tests: UNSTABLE, as Jenkins' junit step has it; the build goes on to teardown
+        assert code == 2 and data["result"] == "UNSTABLE" and data["error"] is None, data["log"][-3000:]
+        assert [c["message"] for c in calls if c["step"] == "unstable"] == ["envci test: tests failed (see the test results and envci-report/summary.md)"]
         assert [c["status"] for c in calls if c["step"] == "sh"] == [0, 0, 0, 1, 0]
     else:
         assert code == 0 and data["result"] == "SUCCESS", data["log"][-3000:]
+        assert not [c for c in calls if c["step"] == "unstable"]
+
+
+def test_declarative_stages_with_teardown_in_post_always(
+    groovy: str, kubeconfig: str, project: Project, repo_copy: Path, envci_venv: Path, tmp_path: Path, gone: list[str]
+) -> None:
+    """examples/jenkins/Jenkinsfile.stages: a stage per command, `post { always { envciTeardown } }`;
+    the demo's tests fail (its defect), so the build ends UNSTABLE after teardown ran."""
+    extra = {"DEMO_DB_PASSWORD": secrets.token_hex(12), "ENVCI_SET": "demo_fail=1"}
+    code, data = run_jenkinsfile(groovy, kubeconfig, project, repo_copy, envci_venv, tmp_path, jenkinsfile="Jenkinsfile.stages", **extra)
+    gone.append(f"envci-demo-pr-{data['pr']}")
+    calls = data["calls"]
+
+    assert envci_sequence(calls) == ["provision", "wait-ready", "seed", "test", "teardown"], data["log"][-3000:]
+    stages = [c["name"] for c in calls if c["step"] == "stage"]
+    assert stages == ["Provision", "Wait until ready", "Seed", "Test"]
+    steps = [c["step"] for c in calls]
+    assert steps.index("unstable") < steps.index("post") < steps.index("envciTeardown")
+    check_common(data, kubeconfig)
+    assert code == 2 and data["result"] == "UNSTABLE" and data["error"] is None, data["log"][-3000:]
+    assert f"environment demo-pr-{data['pr']} removed" in data["log"]
+
+
+def test_every_step_has_help_naming_its_options() -> None:
+    """vars/<step>.txt is the step's help in Jenkins (Pipeline Syntax > Global Variables Reference)."""
+    vars_dir = REPO / "jenkins" / "vars"
+    common = set(re.findall(r"opts\.(\w+)", (vars_dir / "envciCommand.groovy").read_text()))
+    steps = sorted(p.stem for p in vars_dir.glob("*.groovy"))
+    assert steps == sorted(p.stem for p in vars_dir.glob("*.txt"))
+    for step in steps:
+        code = (vars_dir / f"{step}.groovy").read_text()
+        text = (vars_dir / f"{step}.txt").read_text()
+        assert text.startswith(f"{step}("), step
+        options = set(re.findall(r"opts\.(\w+)", code)) | common  # every step passes its options on to envciCommand
+        if step != "envciCommand":
+            options.discard("returnStatus")  # set by the steps themselves
+        missing = [o for o in sorted(options) if not re.search(rf"\b{o}\b", text)]
+        assert not missing, f"{step}.txt does not mention {missing}"

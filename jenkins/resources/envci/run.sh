@@ -25,7 +25,8 @@ report_dir="${ENVCI_REPORT_DIR:-$PWD/envci-report}"
 cd "${ENVCI_WORKDIR:-.}"
 case "$ENVCI_COMMAND" in
   test) set -- test --output-dir "$report_dir" ;;
-  teardown) set -- teardown ${ENVCI_NAME:+--env "$ENVCI_NAME"} ;;
+  # teardown finds the environment from envci.yaml, or without it from the CI variables (an
+  # explicit --env would skip the check that a newer build owns the environment now).
   *) set -- "$ENVCI_COMMAND" ;;
 esac
 # shellcheck disable=SC2086 # ENVCI_ARGS is a list of arguments

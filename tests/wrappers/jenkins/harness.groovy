@@ -6,7 +6,8 @@
 //
 // usage: groovy harness.groovy LIBRARY_DIR JENKINSFILE WORKSPACE RECORD_JSON
 // ENVCI_HARNESS_CREDENTIALS: JSON object of credentials id -> secret file path.
-// Exit status: 0 when the build succeeded, 1 when it failed; RECORD_JSON holds the calls in order.
+// Exit status: 0 when the build succeeded, 1 when it failed, 2 when it is unstable; RECORD_JSON holds
+// the calls in order.
 import groovy.json.JsonOutput
 import groovy.json.JsonSlurper
 
@@ -89,6 +90,9 @@ binding.setVariable('error', { String message ->
     calls << [step: 'error', message: message]
     throw new AbortException(message)
 })
+// The build's result: SUCCESS, UNSTABLE (the `unstable` step; the build goes on) or FAILURE.
+String result = 'SUCCESS'
+AbortException failure = null
 binding.setVariable('junit', { arg ->
     Map a = arg instanceof Map ? arg : [testResults: arg]
     calls << [step: 'junit', testResults: a.testResults, allowEmptyResults: a.allowEmptyResults,
@@ -105,11 +109,32 @@ binding.setVariable('libraryResource', { String path ->
     calls << [step: 'libraryResource', path: path]
     new File(libDir, "resources/${path}").text
 })
-// Declarative pipeline: run the sections in order; options only configure Jenkins itself.
-binding.setVariable('pipeline', { Closure c -> c.call() })
+// Declarative pipeline: run the sections in order; options only configure Jenkins itself. A failing
+// stage skips the stages after it, then `post` runs: `always`, and `success`, `unstable` or `failure`
+// by the result so far; the failure ends the build after that.
+binding.setVariable('pipeline', { Closure c ->
+    c.call()
+    if (failure != null) { throw failure }
+})
 binding.setVariable('agent', { Object a -> })
 binding.setVariable('options', { Closure c -> })
-binding.setVariable('stages', { Closure c -> c.call() })
+binding.setVariable('stages', { Closure c ->
+    try { c.call() } catch (AbortException e) { failure = e; result = 'FAILURE' }
+})
+binding.setVariable('post', { Closure c -> calls << [step: 'post']; c.call() })
+binding.setVariable('always', { Closure c -> c.call() })
+binding.setVariable('success', { Closure c -> if (result == 'SUCCESS') { c.call() } })
+binding.setVariable('failure', { Closure c -> if (result == 'FAILURE') { c.call() } })
+// `unstable` is both a step (a message: the build goes on as UNSTABLE) and a post condition (a block).
+binding.setVariable('unstable', { Object arg ->
+    if (arg instanceof Closure) {
+        if (result == 'UNSTABLE') { arg.call() }
+        return
+    }
+    calls << [step: 'unstable', message: arg.toString()]
+    println "[unstable] ${arg}"
+    if (result == 'SUCCESS') { result = 'UNSTABLE' }
+})
 binding.setVariable('stage', { String name, Closure c -> calls << [step: 'stage', name: name]; c.call() })
 binding.setVariable('steps', { Closure c -> c.call() })
 binding.setVariable('script', { Closure c -> c.call() })
@@ -125,14 +150,13 @@ new File(libDir, 'vars').listFiles().findAll { it.name.endsWith('.groovy') }.sor
 }
 
 String source = jenkinsfile.readLines().findAll { !it.trim().startsWith('@Library') }.join('\n')
-String result = 'SUCCESS'
-String failure = null
+String error = null
 try {
     shell.evaluate(source, 'Jenkinsfile')
 } catch (AbortException e) {
     result = 'FAILURE'
-    failure = e.message
+    error = e.message
 }
-record.text = JsonOutput.prettyPrint(JsonOutput.toJson([result: result, error: failure, calls: calls]))
+record.text = JsonOutput.prettyPrint(JsonOutput.toJson([result: result, error: error, calls: calls]))
 println "Finished: ${result}"
-System.exit(result == 'SUCCESS' ? 0 : 1)
+System.exit([SUCCESS: 0, FAILURE: 1, UNSTABLE: 2][result])
