@@ -127,7 +127,7 @@ def summary(stage: str, payload: Mapping[str, Any], exit_code: int) -> str:
 
 def step_outputs(payload: Mapping[str, Any], exit_code: int) -> dict[str, str]:
     out = {"exit-code": str(exit_code)}
-    for key in ("name", "namespace"):
+    for key in ("name", "namespace", "url"):
         if isinstance(payload.get(key), str):
             out[key] = payload[key]
     if isinstance(payload.get("urls"), dict):

@@ -84,8 +84,10 @@ def test_envci_arguments_come_from_inputs_without_a_shell() -> None:
 
 
 def test_outputs_and_summary() -> None:
-    payload = {"name": "demo-pr-1", "namespace": "envci-demo-pr-1", "urls": {"web": "http://w/"}}
-    assert step.step_outputs(payload, 0) == {"exit-code": "0", "name": "demo-pr-1", "namespace": "envci-demo-pr-1", "urls": '{"web": "http://w/"}'}
+    payload = {"name": "demo-pr-1", "namespace": "envci-demo-pr-1", "url": "http://w/", "urls": {"web": "http://w/"}}
+    assert step.step_outputs(payload, 0) == {
+        "exit-code": "0", "name": "demo-pr-1", "namespace": "envci-demo-pr-1", "url": "http://w/", "urls": '{"web": "http://w/"}',
+    }
     text = step.summary("provision", payload, 0)
     assert "✅ envci provision succeeded" in text and "| web | http://w/ |" in text
     assert "exit 3: the environment did not become ready" in step.summary("wait-ready", {"error": "x"}, 3)
