@@ -136,13 +136,22 @@ def ci(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Benchmarks on the local cluster: time to ready, teardown, reap of many environments."""
+    """envci beside a hand-written kubectl/helm baseline on the local cluster (bench/): two stacks, N
+    environments at once, the janitor, CLI start-up. Median and spread as Markdown; `-- --json PATH`,
+    `-- --quick` (a few minutes), `-- --runs N`, `-- --nodes simulated|real`. See README, Performance."""
     install(session)
-    session.run("python", "benchmarks/run.py", *session.posargs)
+    args = session.posargs
+    nodes = args[args.index("--nodes") + 1] if "--nodes" in args[:-1] else "simulated"
+    if nodes == "real":
+        system_deps(session, "node", "images")
+    session.run("python", "-m", "envci.localcluster.command", "up", *([] if nodes == "real" else ["--nodes", "simulated"]), silent=True)
+    if nodes == "real":
+        session.run("python", "-m", "envci.images", "load")  # the stacks' busybox image, never pulled
+    session.run("python", "-m", "bench", *args)
 
 
 @nox.session
 def lint(session: nox.Session) -> None:
     """ruff over the package, tests, benchmarks, the action helper and the demo app."""
     install(session)
-    session.run("python", "-m", "ruff", "check", "envci", "tests", "benchmarks", "actions", "examples", "noxfile.py")
+    session.run("python", "-m", "ruff", "check", "envci", "tests", "bench", "benchmarks", "actions", "examples", "noxfile.py")

@@ -1,0 +1,200 @@
+"""The benchmark's pure part: statistics, run order, the baseline's install order, parsing and formatting.
+
+No subprocess, clock or cluster here, so every function is unit-tested (tests/unit/test_bench_core.py).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+SIDES = ("envci", "baseline")
+
+
+def alternating_order(runs: int) -> list[tuple[str, str]]:
+    """Which side goes first in each run: envci first in even runs, the baseline first in odd ones.
+
+    Alternating cancels what running second brings (a warm API server, cached images, a node still
+    cleaning up the previous namespace) instead of giving it always to the same side.
+    """
+    return [SIDES if i % 2 == 0 else SIDES[::-1] for i in range(runs)]
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The q-th percentile (0..100), linear between the closest ranks (as numpy's default)."""
+    if not values:
+        raise ValueError("percentile of no values")
+    if not 0 <= q <= 100:
+        raise ValueError(f"percentile {q} is not within 0..100")
+    xs = sorted(values)
+    pos = (len(xs) - 1) * q / 100
+    lo, hi = math.floor(pos), math.ceil(pos)
+    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+
+
+def summary(values: Sequence[float]) -> dict[str, float | int]:
+    """Median and spread of one measure: min, max, and the spread (max - min) relative to the median."""
+    if not values:
+        raise ValueError("summary of no values")
+    med = statistics.median(values)
+    lo, hi = min(values), max(values)
+    return {
+        "median": med,
+        "min": lo,
+        "max": hi,
+        "spread_pct": (hi - lo) / med * 100 if med else 0.0,
+        "n": len(values),
+    }
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    """a / b, or None when either is missing or b is zero (no ratio beats a made-up one)."""
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+def stack_result(samples: Mapping[str, Mapping[str, Sequence[float]]], *, nodes: str) -> dict[str, Any]:
+    """One stack case's JSON object from its samples: `samples[side][measure]` lists one value per run.
+
+    Measures: `wall` and `cpu` (from the first command to every workload ready), `teardown_wall`
+    and `teardown_cpu`; for envci also `overhead` (its own start-up time, see `first_stamp`).
+    The top-level numbers are medians; `detail` keeps each measure's summary.
+    """
+    med = {side: {m: statistics.median(v) for m, v in measures.items() if v} for side, measures in samples.items()}
+    e, b = med.get("envci", {}), med.get("baseline", {})
+    runs = min((len(v) for measures in samples.values() for v in measures.values()), default=0)
+    out: dict[str, Any] = {
+        "nodes": nodes,
+        "runs": runs,
+        "envci_wall_s": e.get("wall"),
+        "baseline_wall_s": b.get("wall"),
+        "ratio_wall": ratio(e.get("wall"), b.get("wall")),
+        "envci_cpu_s": e.get("cpu"),
+        "baseline_cpu_s": b.get("cpu"),
+        "ratio_cpu": ratio(e.get("cpu"), b.get("cpu")),
+        "envci_teardown_s": e.get("teardown_wall"),
+        "baseline_teardown_s": b.get("teardown_wall"),
+        "ratio_teardown": ratio(e.get("teardown_wall"), b.get("teardown_wall")),
+        "envci_overhead_s": e.get("overhead"),
+        "detail": {side: {m: summary(v) for m, v in measures.items() if v} for side, measures in samples.items()},
+    }
+    return out
+
+
+def dependency_order(components: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Component names in an order where each comes after everything in its `depends_on`, one at a time.
+
+    The baseline installs this way, as a hand-written script does; ties keep the file's order.
+    Raises ValueError on a cycle or an unknown dependency.
+    """
+    comps = list(components)
+    names = [c["name"] for c in comps]
+    deps = {c["name"]: list(c.get("depends_on") or []) for c in comps}
+    for name, ds in deps.items():
+        for d in ds:
+            if d not in deps:
+                raise ValueError(f"{name} depends on {d}, which is not a component")
+    done: list[str] = []
+    while len(done) < len(names):
+        ready = [n for n in names if n not in done and all(d in done for d in deps[n])]
+        if not ready:
+            raise ValueError(f"dependency cycle among {sorted(set(names) - set(done))}")
+        done.append(ready[0])
+    return done
+
+
+ROLLOUT_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
+
+
+def rollout_targets(docs: Iterable[Mapping[str, Any] | None]) -> list[str]:
+    """`kind/name` of every object in parsed manifests that `kubectl rollout status` can wait for."""
+    return [f"{d['kind'].lower()}/{d['metadata']['name']}" for d in docs if d and d.get("kind") in ROLLOUT_KINDS]
+
+
+_STAMP = re.compile(r"^\[\s*(\d+(?:\.\d+)?)s\]", re.MULTILINE)
+
+
+def first_stamp(stderr: str) -> float | None:
+    """Seconds of envci's first progress line (`[   0.8s] provisioning ...`): the time a command spends
+    starting (interpreter, imports, config, connecting) before it does any work on the cluster."""
+    m = _STAMP.search(stderr)
+    return float(m.group(1)) if m else None
+
+
+def import_costs(importtime_stderr: str, top: int = 8) -> list[tuple[str, float]]:
+    """The `top` largest cumulative import times (ms) from `python -X importtime`, top-level packages only
+    (a package's cumulative time includes its submodules, so listing those too would count twice)."""
+    costs: dict[str, float] = {}
+    for line in importtime_stderr.splitlines():
+        if not line.startswith("import time:") or "|" not in line:
+            continue
+        parts = [p.strip() for p in line[len("import time:"):].split("|")]
+        if len(parts) != 3 or not parts[1].isdigit():
+            continue
+        name = parts[2]
+        if name.startswith(" ") or "." in name:
+            continue
+        costs[name] = max(costs.get(name, 0.0), int(parts[1]) / 1000)
+    return sorted(costs.items(), key=lambda kv: -kv[1])[:top]
+
+
+def _fmt(v: Any, unit: str = "s") -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:.2f}{unit}" if unit else f"{v:.2f}"
+    return str(v)
+
+
+def _spread(detail: Mapping[str, Any], side: str, measure: str) -> str:
+    s = (detail.get(side) or {}).get(measure)
+    return f"{s['min']:.2f}–{s['max']:.2f}" if s else "–"
+
+
+def markdown(results: Mapping[str, Mapping[str, Any]]) -> str:
+    """The results as Markdown tables: stacks (envci beside the baseline), scale, janitor, start-up."""
+    lines: list[str] = []
+    stacks = {k: v for k, v in results.items() if "ratio_wall" in v}
+    if stacks:
+        lines += [
+            "| case | nodes | runs | envci ready | baseline ready | ratio wall | envci CPU | baseline CPU | ratio CPU | envci teardown | baseline teardown | envci start-up |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for name, r in stacks.items():
+            d = r.get("detail", {})
+            lines.append(
+                f"| {name} | {r['nodes']} | {r['runs']} "
+                f"| {_fmt(r['envci_wall_s'])} ({_spread(d, 'envci', 'wall')}) | {_fmt(r['baseline_wall_s'])} ({_spread(d, 'baseline', 'wall')}) "
+                f"| {_fmt(r['ratio_wall'], '×')} | {_fmt(r['envci_cpu_s'])} | {_fmt(r['baseline_cpu_s'])} | {_fmt(r['ratio_cpu'], '×')} "
+                f"| {_fmt(r['envci_teardown_s'])} | {_fmt(r['baseline_teardown_s'])} | {_fmt(r['envci_overhead_s'])} |"
+            )
+        lines.append("")
+    scale = {k: v for k, v in results.items() if "p95_ready_s" in v}
+    if scale:
+        lines += ["| case | environments | all ready | p50 ready | p95 ready | CPU | teardown of all |", "| --- | --- | --- | --- | --- | --- | --- |"]
+        for name, r in scale.items():
+            lines.append(
+                f"| {name} | {r['environments']} | {_fmt(r['all_ready_s'])} | {_fmt(r['p50_ready_s'])} | {_fmt(r['p95_ready_s'])} "
+                f"| {_fmt(r['cpu_s'])} | {_fmt(r['teardown_s'])} |"
+            )
+        lines.append("")
+    reap = {k: v for k, v in results.items() if "reap_s" in v}
+    if reap:
+        lines += ["| case | expired environments | envci reap | CPU | per environment |", "| --- | --- | --- | --- | --- |"]
+        for name, r in reap.items():
+            lines.append(f"| {name} | {r['environments']} | {_fmt(r['reap_s'])} | {_fmt(r['cpu_s'])} | {_fmt(r['per_environment_s'])} |")
+        lines.append("")
+    startup = {k: v for k, v in results.items() if "command" in v}
+    if startup:
+        lines += ["| case | command | runs | wall (min–max) | CPU | `python -c pass` |", "| --- | --- | --- | --- | --- | --- |"]
+        for name, r in startup.items():
+            lines.append(
+                f"| {name} | `{r['command']}` | {r['runs']} | {_fmt(r['envci_wall_s'])} ({r['wall_min_s']:.2f}–{r['wall_max_s']:.2f}) "
+                f"| {_fmt(r['envci_cpu_s'])} | {_fmt(r['baseline_wall_s'])} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
