@@ -80,6 +80,8 @@ def stack_result(samples: Mapping[str, Mapping[str, Sequence[float]]], *, nodes:
         "baseline_teardown_s": b.get("teardown_wall"),
         "ratio_teardown": ratio(e.get("teardown_wall"), b.get("teardown_wall")),
         "envci_overhead_s": e.get("overhead"),
+        "envci_processes": {t: e.get(f"{t}_calls") for t in ("helm", "kubectl") if f"{t}_calls" in e},
+        "baseline_processes": {t: b.get(f"{t}_calls") for t in ("helm", "kubectl") if f"{t}_calls" in b},
         "detail": {side: {m: summary(v) for m, v in measures.items() if v} for side, measures in samples.items()},
     }
     return out
@@ -155,14 +157,20 @@ def _spread(detail: Mapping[str, Any], side: str, measure: str) -> str:
     return f"{s['min']:.2f}–{s['max']:.2f}" if s else "–"
 
 
+def _procs(p: Mapping[str, float | None] | None) -> str:
+    if not p:
+        return "–"
+    return " + ".join(f"{v:.0f} {t}" for t, v in p.items() if v is not None)
+
+
 def markdown(results: Mapping[str, Mapping[str, Any]]) -> str:
     """The results as Markdown tables: stacks (envci beside the baseline), scale, janitor, start-up."""
     lines: list[str] = []
     stacks = {k: v for k, v in results.items() if "ratio_wall" in v}
     if stacks:
         lines += [
-            "| case | nodes | runs | envci ready | baseline ready | ratio wall | envci CPU | baseline CPU | ratio CPU | envci teardown | baseline teardown | envci start-up |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+            "| case | nodes | runs | envci ready | baseline ready | ratio wall | envci CPU | baseline CPU | ratio CPU | envci teardown | baseline teardown | envci start-up | helm+kubectl processes (envci; baseline) |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
         for name, r in stacks.items():
             d = r.get("detail", {})
@@ -170,7 +178,8 @@ def markdown(results: Mapping[str, Mapping[str, Any]]) -> str:
                 f"| {name} | {r['nodes']} | {r['runs']} "
                 f"| {_fmt(r['envci_wall_s'])} ({_spread(d, 'envci', 'wall')}) | {_fmt(r['baseline_wall_s'])} ({_spread(d, 'baseline', 'wall')}) "
                 f"| {_fmt(r['ratio_wall'], '×')} | {_fmt(r['envci_cpu_s'])} | {_fmt(r['baseline_cpu_s'])} | {_fmt(r['ratio_cpu'], '×')} "
-                f"| {_fmt(r['envci_teardown_s'])} | {_fmt(r['baseline_teardown_s'])} | {_fmt(r['envci_overhead_s'])} |"
+                f"| {_fmt(r['envci_teardown_s'])} | {_fmt(r['baseline_teardown_s'])} | {_fmt(r['envci_overhead_s'])} "
+                f"| {_procs(r.get('envci_processes'))}; {_procs(r.get('baseline_processes'))} |"
             )
         lines.append("")
     scale = {k: v for k, v in results.items() if "p95_ready_s" in v}

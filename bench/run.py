@@ -58,9 +58,28 @@ class Done:
 class Runner:
     """Runs commands with the cluster's kubeconfig and bin dir, timing each one (wall and child CPU)."""
 
+    COUNTED = ("helm", "kubectl")
+
     def __init__(self, kubeconfig: str, bin_dir: str) -> None:
-        self.env = {**os.environ, "KUBECONFIG": kubeconfig, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "NO_COLOR": "1"}
+        # helm and kubectl behind a two-line shell shim that counts their processes (its cost, a
+        # few milliseconds of sh per call, falls on both sides alike).
+        self.shims = Path(tempfile.mkdtemp(prefix="envci-bench-"))
+        for tool in self.COUNTED:
+            shim = self.shims / tool
+            shim.write_text(f'#!/bin/sh\necho >> "{self.shims}/{tool}.calls"\nexec "{Path(bin_dir) / tool}" "$@"\n')
+            shim.chmod(0o755)
+        path = os.pathsep.join([str(self.shims), bin_dir, os.environ["PATH"]])
+        self.env = {**os.environ, "KUBECONFIG": kubeconfig, "PATH": path, "NO_COLOR": "1"}
         self.envci = [sys.executable, "-m", "envci.cli"]
+        self.kubectl = str(Path(bin_dir) / "kubectl")  # the harness's own checks: not counted
+
+    def calls(self) -> dict[str, int]:
+        """helm and kubectl processes started so far through this runner."""
+        out = {}
+        for tool in self.COUNTED:
+            f = self.shims / f"{tool}.calls"
+            out[tool] = len(f.read_text().splitlines()) if f.exists() else 0
+        return out
 
     def run(self, cmd: Sequence[str], *, check: bool = True, cwd: Path | None = None) -> Done:
         c0, t0 = child_cpu(), time.perf_counter()
@@ -71,11 +90,11 @@ class Runner:
         return done
 
     def ns_exists(self, ns: str) -> bool:
-        return self.run(["kubectl", "get", "namespace", ns, "-o", "name"], check=False).code == 0
+        return self.run([self.kubectl, "get", "namespace", ns, "-o", "name"], check=False).code == 0
 
     def drop(self, ns: str) -> None:
         """Cleanup after a failed run: the namespace goes, without waiting (its releases go with it)."""
-        self.run(["kubectl", "delete", "namespace", ns, "--ignore-not-found", "--wait=false"], check=False)
+        self.run([self.kubectl, "delete", "namespace", ns, "--ignore-not-found", "--wait=false"], check=False)
 
 
 def cluster(nodes: str) -> tuple[str, str]:
@@ -157,7 +176,10 @@ def stack_case(r: Runner, name: str, runs: int, nodes: str) -> dict[str, Any]:
     fns = {"envci": envci_stack, "baseline": baseline_stack}
     for i, order in enumerate(core.alternating_order(runs)):
         for side in order:
+            before = r.calls()
             got = fns[side](r, config)
+            after = r.calls()
+            got |= {f"{tool}_calls": float(after[tool] - before[tool]) for tool in r.COUNTED}
             log(f"{name} run {i + 1}/{runs} {side}: ready {got['wall']:.2f}s, cpu {got['cpu']:.2f}s, teardown {got['teardown_wall']:.2f}s")
             for k, v in got.items():
                 samples[side].setdefault(k, []).append(v)

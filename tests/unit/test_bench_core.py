@@ -51,6 +51,10 @@ def test_stack_result_holds_medians_ratios_and_runs() -> None:
     assert r["envci_cpu_s"] == 2.0 and r["baseline_cpu_s"] == 0.5 and r["ratio_cpu"] == 4.0
     assert r["ratio_teardown"] == 2.0
     assert r["envci_overhead_s"] == 1.0
+    assert r["envci_processes"] == {} and r["baseline_processes"] == {}
+    counted = core.stack_result({"envci": {"wall": [1.0], "helm_calls": [3.0, 3.0], "kubectl_calls": [0.0]}}, nodes="real")
+    assert counted["envci_processes"] == {"helm": 3.0, "kubectl": 0.0}
+    assert "3 helm + 0 kubectl; –" in core.markdown({"demo": counted})
     assert r["detail"]["envci"]["wall"]["min"] == 10.0
 
 
