@@ -108,6 +108,13 @@ class Rules:
 
     Turn off on clusters without a load-balancer controller, where the address never comes."""
 
+    load_balancer_grace: timedelta = timedelta(seconds=120)
+    """A Service of type LoadBalancer with no address fails after this long, measured from its creation.
+
+    Bare-metal controllers (MetalLB, kube-vip, the local cluster's agent) set an address within
+    seconds, cloud ones within a minute or two; a cluster with none never does, and waiting out the
+    whole deadline (5m by default) only hides that."""
+
     require_ingress_address: bool = False
     """Whether an Ingress needs status.loadBalancer.ingress to count as ready.
 
@@ -705,8 +712,25 @@ def _service(obj: Obj, pods: list[Obj], now: datetime, rules: Rules) -> Verdict:
     if kind == "LoadBalancer" and rules.require_load_balancer_address:
         has_address = bool(spec.get("externalIPs")) or bool((_status(obj).get("loadBalancer") or {}).get("ingress"))
         if not has_address:
-            return Verdict("progressing", "Pending", f"{label}: waiting for a load-balancer address")
+            return _no_load_balancer_address(obj, label, now, rules)
     return Verdict("ready", "Ready", f"{label} is ready ({kind})")
+
+
+NO_LOAD_BALANCER = "NoLoadBalancerAddress"
+
+
+def _no_load_balancer_address(obj: Obj, label: str, now: datetime, rules: Rules) -> Verdict:
+    """Waiting for an address is normal for a few seconds; past `Rules.load_balancer_grace` nothing is coming."""
+    created = parse_time(_meta(obj).get("creationTimestamp"))
+    if not _past(created, now, rules.load_balancer_grace):
+        return Verdict("progressing", "Pending", f"{label}: waiting for a load-balancer controller to set an address")
+    return Verdict(
+        "failed",
+        NO_LOAD_BALANCER,
+        f"{label} (type LoadBalancer) has no address after {_seconds(rules.load_balancer_grace)}: no load-balancer "
+        "controller has set one in status.loadBalancer.ingress; use a ClusterIP Service for the component's "
+        "`expose:`, or install a load-balancer controller",
+    )
 
 
 def _pvc(obj: Obj, pods: list[Obj], now: datetime, rules: Rules) -> Verdict:

@@ -232,10 +232,18 @@ IMAGE_NOT_ON_NODE = (
 )
 
 
+NO_LOAD_BALANCER_HINT = (
+    "this cluster has no load-balancer controller: make the Service `type: ClusterIP` (envci's `expose:` "
+    "reaches it through a port-forward or an Ingress), or install one such as MetalLB"
+)
+
+
 def failure_hint(reasons: list[str]) -> str:
     """What to do first about the failures whose reasons are `reasons`."""
     if any(r in readiness.IMAGE_PULL_WAITING or r == "ErrImageNeverPull" for r in reasons):
         return f"{IMAGE_NOT_ON_NODE}; then {FIX_WORKLOAD}"
+    if readiness.NO_LOAD_BALANCER in reasons:
+        return f"{NO_LOAD_BALANCER_HINT}; then {FIX_WORKLOAD}"
     return FIX_WORKLOAD
 
 

@@ -722,13 +722,42 @@ LB_ADDRESS = {"status": {"loadBalancer": {"ingress": [{"ip": "172.18.255.200", "
     ],
 )
 def test_service(svc: dict[str, Any], rules: Rules, state: str) -> None:
+    svc = merge(svc, {"metadata": {"creationTimestamp": "2026-01-01T10:00:00Z"}})
     assert assess(svc, [], now=at(1), rules=rules).state == state
 
 
 def test_load_balancer_wait_message() -> None:
-    assert assess(load("service-load-balancer"), [], now=at(1)) == Verdict(
-        "progressing", "Pending", "Service web: waiting for a load-balancer address"
+    svc = fixture("service-load-balancer", metadata={"creationTimestamp": "2026-01-01T10:00:00Z"})
+    assert assess(svc, [], now=at(1)) == Verdict(
+        "progressing", "Pending", "Service web: waiting for a load-balancer controller to set an address"
     )
+
+
+@pytest.mark.parametrize(
+    ("seconds", "state"),
+    [(0, "progressing"), (119.9, "progressing"), (120, "failed"), (3600, "failed")],
+)
+def test_load_balancer_with_no_address_fails_once_its_grace_has_run_out(seconds: float, state: str) -> None:
+    svc = fixture("service-load-balancer", metadata={"creationTimestamp": "2026-01-01T10:00:00Z"})
+    assert assess(svc, [], now=at(seconds)).state == state
+
+
+def test_load_balancer_grace_is_a_rule_and_the_verdict_names_the_service_and_the_way_out() -> None:
+    svc = fixture("service-load-balancer", metadata={"creationTimestamp": "2026-01-01T10:00:00Z"})
+    rules = Rules(load_balancer_grace=timedelta(seconds=10))
+    assert assess(svc, [], now=at(9), rules=rules).state == "progressing"
+    v = assess(svc, [], now=at(10), rules=rules)
+    assert (v.state, v.reason) == ("failed", "NoLoadBalancerAddress")
+    assert v.message.startswith("Service web (type LoadBalancer) has no address after 10s: no load-balancer controller has set one")
+    assert "ClusterIP Service for the component's `expose:`" in v.message
+    # An address, even a late one, is ready; and with the address not required the grace never applies.
+    assert assess(merge(svc, LB_ADDRESS), [], now=at(600), rules=rules).state == "ready"
+    assert assess(svc, [], now=at(600), rules=Rules(require_load_balancer_address=False)).state == "ready"
+
+
+def test_load_balancer_with_no_creation_time_is_left_to_the_waiters_deadline() -> None:
+    svc = fixture("service-load-balancer", metadata={"creationTimestamp": None})
+    assert assess(svc, [], now=at(3600)).state == "progressing"
 
 
 @pytest.mark.parametrize(

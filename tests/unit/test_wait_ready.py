@@ -296,3 +296,9 @@ def test_an_image_the_node_cannot_get_is_answered_with_how_to_load_it(reason: st
 
 def test_other_failures_keep_the_general_hint() -> None:
     assert failure_hint(["CrashLoopBackOff", "Unschedulable"]) == FIX_WORKLOAD
+
+
+def test_a_load_balancer_with_no_controller_is_answered_with_clusterip_instead() -> None:
+    hint = failure_hint(["NoLoadBalancerAddress"])
+    assert "no load-balancer controller" in hint and "`type: ClusterIP`" in hint and "`expose:`" in hint
+    assert hint.endswith(FIX_WORKLOAD)
