@@ -20,7 +20,7 @@ from envci.identity import is_older_build
 from envci.helm import Helm, load_values_files
 from envci.kube.client import Kube
 from envci.kube.lease import Lease
-from envci.manifests import Scope, check_components, cluster_scoped, component_objects
+from envci.manifests import Scope, check_components, cluster_scoped, component_files, file_objects
 from envci.namespace import guard_objects, namespace_object
 from envci.output import Reporter
 from envci.plan import install_order
@@ -72,12 +72,22 @@ def api_scope(kube: Kube) -> Scope:
 
 def apply_manifests(kube: Kube, cfg: LoadedConfig, comp: Component) -> list[str]:
     names = []
-    for obj in component_objects(cfg, comp):
-        res = kube.resource(obj["apiVersion"], obj["kind"])
-        if not res.namespaced:  # a CRD installed during this run: unknown to the check before it
-            raise cluster_scoped(comp.name, obj)
-        kube.apply(obj, cfg.identity.namespace)
-        names.append(f"{obj['kind']}/{obj['metadata']['name']}")
+    for source in component_files(cfg, comp):
+        for obj in file_objects(cfg, comp, source):
+            kind, name = obj["kind"], obj["metadata"]["name"]
+            try:
+                res = kube.resource(obj["apiVersion"], kind)
+            except ConfigError as e:  # no such API: name the object and where it came from
+                raise ConfigError(
+                    f"component {comp.name}: {kind} {name}: {e.detail}",
+                    file=source,
+                    hint=f"install the CustomResourceDefinition of {kind} first (in a chart's crds/ folder, or in a component "
+                    f"that {comp.name} depends_on), or check apiVersion and kind",
+                ) from None
+            if not res.namespaced:  # a CRD installed during this run: unknown to the check before it
+                raise cluster_scoped(comp.name, obj, source)
+            kube.apply(obj, cfg.identity.namespace)
+            names.append(f"{kind}/{name}")
     return names
 
 
