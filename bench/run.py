@@ -13,6 +13,7 @@ helm processes it waits for, or the baseline's kubectl and helm. The cluster's o
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import resource
@@ -64,6 +65,7 @@ class Runner:
         # helm and kubectl behind a two-line shell shim that counts their processes (its cost, a
         # few milliseconds of sh per call, falls on both sides alike).
         self.shims = Path(tempfile.mkdtemp(prefix="envci-bench-"))
+        atexit.register(shutil.rmtree, self.shims, ignore_errors=True)
         for tool in self.COUNTED:
             shim = self.shims / tool
             shim.write_text(f'#!/bin/sh\necho >> "{self.shims}/{tool}.calls"\nexec "{Path(bin_dir) / tool}" "$@"\n')
@@ -310,8 +312,6 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     a = parse(argv)
-    if not shutil.which("python3"):
-        raise SystemExit("python3 is needed")
     results: dict[str, Any] = {}
     kube, bin_dir = cluster(a.nodes)
     r = Runner(kube, bin_dir)
