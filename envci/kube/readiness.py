@@ -79,11 +79,14 @@ class Rules:
     instance that stays up past the kubelet's early back-offs is not looping any more."""
 
     settle: timedelta = timedelta(seconds=5)
-    """A pod counts as ready once it has stayed Ready this long, as with a Deployment's minReadySeconds.
+    """A pod with a container that has no readiness probe counts as ready once it has stayed Ready
+    this long, as with a Deployment's minReadySeconds.
 
     A container without a readiness probe is Ready the moment it starts: one that exits a moment
     later (a missing setting, a bad flag) is Ready for that moment, and its Deployment counts it as
-    available. Waiting a few seconds lets the crash show; without it a crash loop passes as ready."""
+    available. Waiting a few seconds lets the crash show; without it a crash loop passes as ready.
+    A pod whose containers all have readiness probes is Ready only once they passed, which says
+    more than any wait: it is not kept waiting."""
 
     unschedulable_grace: timedelta = timedelta(seconds=30)
     """A pod no node can take fails after this long, measured from its PodScheduled transition.
@@ -400,6 +403,11 @@ def _pending(pod: Obj) -> Verdict:
     return Verdict("progressing", "Pending", f"pod {name} is {phase.lower()}", (name,))
 
 
+def _unprobed(pod: Obj) -> bool:
+    """Whether a container of the pod is Ready merely by running (see Rules.settle)."""
+    return any(not c.get("readinessProbe") for c in (pod.get("spec") or {}).get("containers") or [])
+
+
 def assess_pod(pod: Obj, *, now: datetime, rules: Rules = Rules()) -> Verdict:
     """One pod: Succeeded is ready (a finished one-off), Failed is failed, else its containers decide."""
     name, st = _name(pod), _status(pod)
@@ -419,7 +427,7 @@ def assess_pod(pod: Obj, *, now: datetime, rules: Rules = Rules()) -> Verdict:
     if _true(ready):
         assert ready is not None
         since = parse_time(ready.get("lastTransitionTime"))
-        if since is not None and not _past(since, now, rules.settle):
+        if since is not None and _unprobed(pod) and not _past(since, now, rules.settle):
             return Verdict("progressing", "Settling", f"pod {name} has just become ready; waiting {_seconds(rules.settle)} to see it stay up", (name,))
         return Verdict("ready", "Ready", f"pod {name} is ready")
     if containers:  # bad but within its grace: the specific reason explains the wait best

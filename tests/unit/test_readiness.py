@@ -1206,12 +1206,26 @@ def test_log_sources_put_the_crashed_container_before_a_merely_unready_one() -> 
 # after creating a Deployment whose container exits at once.
 
 
+def unprobed(pod: dict[str, Any]) -> dict[str, Any]:
+    for c in pod["spec"]["containers"]:
+        c.pop("readinessProbe", None)
+    return pod
+
+
 def test_pod_that_has_just_become_ready_is_settling() -> None:
-    pod = load("pod-ready")  # Ready since 10:00:05
+    pod = unprobed(load("pod-ready"))  # Ready since 10:00:05
     v = assess_pod(pod, now=at(7))
     assert v == Verdict("progressing", "Settling", "pod web-7c5ddbdf54-x2x9q has just become ready; waiting 5s to see it stay up", ("web-7c5ddbdf54-x2x9q",))
     assert assess_pod(pod, now=at(10)).state == "ready"
     assert assess_pod(pod, now=at(7), rules=Rules(settle=timedelta(0))).state == "ready"
+
+
+def test_pod_whose_containers_all_passed_a_readiness_probe_is_ready_at_once() -> None:
+    pod = load("pod-ready")
+    assert pod["spec"]["containers"][0]["readinessProbe"]
+    assert assess_pod(pod, now=at(5)).state == "ready"
+    pod["spec"]["containers"].append({"name": "sidecar", "image": "busybox"})  # one without a probe
+    assert assess_pod(pod, now=at(5)).reason == "Settling"
 
 
 def test_pod_ready_since_an_unknown_time_is_ready() -> None:
@@ -1221,7 +1235,7 @@ def test_pod_ready_since_an_unknown_time_is_ready() -> None:
 
 
 def test_available_deployment_waits_for_its_pods_to_settle() -> None:
-    v = assess(deployment(**AVAILABLE), [load("pod-ready")], now=at(6))
+    v = assess(deployment(**AVAILABLE), [unprobed(load("pod-ready"))], now=at(6))
     assert v == Verdict(
         "progressing",
         "Settling",
