@@ -152,6 +152,6 @@ def bench(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff over the package, tests, benchmarks, the action helper and the demo app."""
+    """ruff over the package, tests, the benchmark harness, the action helper and the demo app."""
     install(session)
-    session.run("python", "-m", "ruff", "check", "envci", "tests", "bench", "benchmarks", "actions", "examples", "noxfile.py")
+    session.run("python", "-m", "ruff", "check", "envci", "tests", "bench", "actions", "examples", "noxfile.py")
