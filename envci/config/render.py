@@ -48,6 +48,10 @@ class LazySecrets(Mapping[str, str]):
         return len(self._names)
 
 
+def _cut(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def render_string(text: str, context: Mapping[str, Any]) -> str:
     if "{{" not in text and "{%" not in text:
         return text
@@ -95,6 +99,10 @@ def render_tree(
                 problems.append(TemplateProblem(at, f"template syntax error: {e.message}", "check the {{ }} and {% %} pairs"))
             except jinja2.TemplateError as e:
                 problems.append(TemplateProblem(at, f"template error: {e}", "see the Jinja2 template documentation"))
+            except (ArithmeticError, TypeError, ValueError, LookupError, AttributeError) as e:
+                # An expression that parses but cannot be evaluated: `{{ -env.name }}`, `{{ 1 / 0 }}`.
+                problems.append(TemplateProblem(at, f"template cannot be evaluated: {type(e).__name__}: {_cut(str(e))}",
+                                                "check the operators and filters used on these values"))
             return node
         if isinstance(node, dict):
             return {k: walk(v, at + (k,)) for k, v in node.items()}

@@ -23,6 +23,12 @@ def parse_with_lines(text: str, file: str) -> tuple[Any, dict[Path_, int]]:
         raise ConfigError(
             f"not valid YAML: {e.problem or e}", file=file, line=line, hint="check indentation and quoting"
         ) from None
+    except yaml.reader.ReaderError as e:  # a character YAML does not allow (a control character, a stray NUL)
+        line = text.count("\n", 0, e.position) + 1
+        raise ConfigError(
+            f"not valid YAML: character {e.character:#06x} is not allowed in YAML", file=file, line=line,
+            hint="remove the control character (an editor or a paste left it)",
+        ) from None
     lines: dict[Path_, int] = {}
     if node is not None:
         _walk(node, (), lines)
