@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ import yaml
 from pyhelm3 import Client
 from pyhelm3 import errors as helm_errors
 
-from envci.errors import ConfigError, InfrastructureError
+from envci.errors import ConfigError, EnvciError, InfrastructureError, NotReadyError
 from envci.redact import RedactingFilter, redact, truncate
 
 if TYPE_CHECKING:
@@ -118,7 +119,7 @@ class Helm:
         except helm_errors.FailedToRenderChartError as e:
             raise ConfigError(f"chart {chart_ref} failed to render: {_clean(e)}", hint="run `helm template` on it with the same values") from None
         except helm_errors.Error as e:
-            raise InfrastructureError(f"helm failed for release {release} in {namespace}: {_clean(e)}") from None
+            raise install_error(release, namespace, _clean(e)) from None
         return ReleaseResult(release, rev.revision, str(rev.status.value), before != rev.revision)
 
     async def _revision(self, release: str, namespace: str) -> int | None:
@@ -149,6 +150,39 @@ class Helm:
         if self.kubeconfig:
             cmd += ["--kubeconfig", self.kubeconfig]
         return subprocess.run(cmd, capture_output=True, text=True, check=False)
+
+
+# Helm's words for a hook that failed ("failed pre-install: 1 error occurred: * job x failed: BackoffLimitExceeded")
+# and for a template naming a kind the cluster does not serve.
+_HOOK_FAILED = re.compile(r"failed (pre-install|post-install|pre-upgrade|post-upgrade|pre-rollback|post-rollback)"
+                          r"[^*]*\*\s*(.+)", re.DOTALL)
+_HOOK_OBJECT = re.compile(r"\b(job|pod) ([a-z0-9][a-z0-9.-]*)", re.IGNORECASE)
+_NO_KIND = re.compile(r'resource mapping not found for name: "([^"]*)".*?no matches for kind "([^"]+)" in version "([^"]+)"', re.DOTALL)
+
+
+def install_error(release: str, namespace: str, text: str) -> EnvciError:
+    """Pure: the error for a failed `helm upgrade --install`, by what Helm says went wrong.
+
+    A failed hook is the application's failure (its Job ran and failed), not the cluster's; a
+    custom resource whose CRD is missing is the chart's input; anything else may heal on a retry."""
+    hook = _HOOK_FAILED.search(text)
+    if hook:
+        phase, detail = hook.group(1), hook.group(2).strip().splitlines()[0].strip()
+        obj = _HOOK_OBJECT.search(detail)
+        see = f"`kubectl -n {namespace} logs {obj.group(1).lower()}/{obj.group(2)}`" if obj else f"`kubectl -n {namespace} get events`"
+        return NotReadyError(
+            f"release {release} in {namespace}: its {phase} hook failed: {detail}",
+            hint=f"the chart's {phase} hook did not succeed: read its logs ({see}, or the diagnostics bundle), fix it and provision again",
+        )
+    missing = _NO_KIND.search(text)
+    if missing:
+        name, kind, version = missing.groups()
+        return ConfigError(
+            f"release {release}: {kind} {name}: the cluster has no API for {kind} ({version})",
+            hint=f"install the CustomResourceDefinition of {kind} first (the chart's crds/ folder, or a component "
+            f"{release} depends_on), or check apiVersion and kind",
+        )
+    return InfrastructureError(f"helm failed for release {release} in {namespace}: {text}")
 
 
 def _clean(e: BaseException) -> str:

@@ -286,3 +286,19 @@ def test_load_balancer_with_no_controller_is_named_before_the_deadline(
         assert "`type: ClusterIP`" in (e.hint or "") and "`expose:`" in (e.hint or "")
     finally:
         teardown(kube, rep, namespace=namespace, name=name)
+
+
+def test_failed_pre_install_hook_is_not_ready_naming_the_job_and_its_last_words(corpus_env: Callable[[str], Env]) -> None:
+    env = corpus_env("broken/hook")
+    try:
+        code, result = env.cli("provision")
+        assert code == ExitCode.NOT_READY, result
+        assert result["type"] == "NotReadyError"
+        assert f"release api in {env.namespace}: its pre-install hook failed: job api-migrate failed: BackoffLimitExceeded" in result["error"]
+        assert "logs job/api-migrate" in result["hint"]
+        # The diagnostics bundle has the migration's own last line.
+        summary = Path(result["diagnostics"])
+        logs = "".join(p.read_text() for p in summary.parent.glob("logs/*/*.log"))
+        assert "migration 0042_orders failed: column orders.total does not exist" in logs
+    finally:
+        env.down()
