@@ -40,6 +40,14 @@ def system_deps(session: nox.Session, *names: str) -> None:
         session.run("bash", str(script), external=True)
 
 
+def local_cluster(session: nox.Session, *flags: str) -> str:
+    """Start the local cluster (or reuse the running one) and return its kubeconfig path. Its progress
+    is shown: a first start on a new machine builds the binaries and images for several minutes."""
+    session.run("python", "-m", "envci.localcluster.command", "up", *flags)
+    out = session.run("python", "-m", "envci.localcluster.command", "kubeconfig", *flags, silent=True)
+    return str(out).strip().splitlines()[-1]
+
+
 @nox.session
 def cluster(session: nox.Session) -> None:
     """The embedded local cluster: up (default), down, status, kubeconfig; `-- status --output json`."""
@@ -82,8 +90,7 @@ def demo(session: nox.Session) -> None:
     """
     install(session)
     system_deps(session, "node", "images")
-    kubeconfig = session.run("python", "-m", "envci.localcluster.command", "up", silent=True)
-    path = str(kubeconfig).strip().splitlines()[-1]
+    path = local_cluster(session)
     bin_dir = session.run("bash", "envci/localcluster/build.sh", "--print-dir", external=True, silent=True)
     env = {"KUBECONFIG": path, "PATH": f"{str(bin_dir).strip()}{os.pathsep}{os.environ['PATH']}", **demo_environment(dict(os.environ))}
     # Nothing is pulled on the local cluster: the project's images (the demo's among them) are built
@@ -106,12 +113,12 @@ def ci(session: nox.Session) -> None:
     install(session)
     system_deps(session, "node", "images")
     workdir = session.posargs[0] if session.posargs else "examples/demo"
-    kubeconfig = session.run("python", "-m", "envci.localcluster.command", "up", silent=True)
+    kubeconfig = local_cluster(session)
     bin_dir = session.run("bash", "envci/localcluster/build.sh", "--print-dir", external=True, silent=True)
     python = str(Path(session.bin) / "python")
     env = {
         **os.environ,
-        "KUBECONFIG": str(kubeconfig).strip().splitlines()[-1],
+        "KUBECONFIG": kubeconfig,
         "PATH": f"{session.bin}{os.pathsep}{str(bin_dir).strip()}{os.pathsep}{os.environ['PATH']}",
         **demo_environment(dict(os.environ)),
     }
@@ -144,7 +151,7 @@ def bench(session: nox.Session) -> None:
     nodes = args[args.index("--nodes") + 1] if "--nodes" in args[:-1] else "simulated"
     if nodes == "real":
         system_deps(session, "node", "images")
-    session.run("python", "-m", "envci.localcluster.command", "up", *([] if nodes == "real" else ["--nodes", "simulated"]), silent=True)
+    local_cluster(session, *([] if nodes == "real" else ["--nodes", "simulated"]))
     if nodes == "real":
         session.run("python", "-m", "envci.images", "load")  # the stacks' busybox image, never pulled
     session.run("python", "-m", "bench", *args)
