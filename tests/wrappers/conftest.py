@@ -27,6 +27,13 @@ def kubeconfig(real_kubeconfig: str) -> str:
 
 
 @pytest.fixture(scope="session")
+def api_client(real_api_client: client.ApiClient) -> client.ApiClient:
+    """The same cluster as `kubeconfig` here. Overridden by name, not derived from the override above:
+    a session fixture is made once, and the first test to ask (elsewhere) would fix the cluster."""
+    return real_api_client
+
+
+@pytest.fixture(scope="session")
 def groovy() -> str:
     found = shutil.which("groovy")
     if not found:
