@@ -39,6 +39,7 @@ from envci.errors import (
 from envci.kube import readiness
 from envci.manifests import OTHER
 from envci.redact import truncate
+from envci.report.model import RunResult
 
 Obj = dict[str, Any]
 
@@ -81,6 +82,13 @@ def should_collect(error: BaseException | None) -> bool:
     if error is None:
         return True
     return not isinstance(error, (ConfigError, OwnershipError, SupersededError, LockedError, CancelledError, KeyboardInterrupt))
+
+
+def tests_not_passed(run: RunResult) -> str:
+    """What a bundle written after tests that did not pass names as its error: tests that fail
+    raise nothing, yet the summary needs one line saying why it exists."""
+    c = run.counts
+    return f"tests {run.outcome}: {c.tests} tests, {c.failed + c.errors} failed (the test report is beside diagnostics/)"
 
 
 # --- the first cause ----------------------------------------------------------------------------

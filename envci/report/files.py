@@ -81,15 +81,15 @@ def _write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def report_paths(out_dir: Path) -> dict[str, Path]:
+    """{kind: path} of the report files in `out_dir`; `envci report` finds a report written earlier by them."""
+    return {"junit": out_dir / JUNIT_FILE, "summary": out_dir / SUMMARY_FILE, "json": out_dir / REPORT_FILE, "dotenv": out_dir / DOTENV_FILE}
+
+
 def write_reports(run: RunResult, out_dir: Path, *, build_url: str = "") -> dict[str, str]:
     """Write every report file; returns {kind: path}."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {
-        "junit": out_dir / JUNIT_FILE,
-        "summary": out_dir / SUMMARY_FILE,
-        "json": out_dir / REPORT_FILE,
-        "dotenv": out_dir / DOTENV_FILE,
-    }
+    paths = report_paths(out_dir)
     _write(paths["junit"], junit.render(run))
     _write(paths["summary"], summary.render(run, build_url=build_url))
     _write(paths["json"], json.dumps(report_dict(run), indent=2, sort_keys=True) + "\n")

@@ -9,12 +9,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from envci.errors import ExitCode
 from envci.redact import redact, truncate
 
 Status = Literal["passed", "failed", "error", "skipped"]
 Outcome = Literal["passed", "failed", "error"]
 """A suite's outcome: `error` means it could not run to the end (the cluster or a tool failed),
 `failed` that it ran and some test failed."""
+
+
+def outcome_exit_code(outcome: Outcome) -> ExitCode:
+    """What CI sees of a test run: failed tests are the code's fault, not the environment's; a suite
+    that could not run to the end is the infrastructure's."""
+    return {"passed": ExitCode.OK, "failed": ExitCode.TESTS_FAILED}.get(outcome, ExitCode.INFRASTRUCTURE)
+
 
 DETAIL_LIMIT = 4000
 """Characters kept of a failure's body (a stack trace or an output tail): enough to act on, and a
