@@ -1,36 +1,34 @@
-"""The only place that talks to Helm (through pyhelm3, which drives the real `helm` binary).
+"""The only place that talks to Helm: the real `helm` binary for what changes a release, and Helm's
+release records (read through the Kubernetes adapter, see helmrecords.py) for what only looks.
 
-Credentials reach helm as a kubeconfig file, never as `--kube-token` on the command line, because
-pyhelm3 logs whole command lines; a redacting filter on its logger masks anything else secret.
+One `helm upgrade --install` per changed release and nothing for an unchanged one; `helm uninstall` only
+for a release that owns something a namespace deletion would leave. Credentials reach helm as a kubeconfig
+file, never on its command line; values go in a private temporary file, never as `--set` arguments.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
+import contextlib
+import json
 import os
 import re
 import shutil
 import subprocess
+import tempfile
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
-from pyhelm3 import Client
-from pyhelm3 import errors as helm_errors
 
+from envci import helmrecords as hr
 from envci.errors import ConfigError, EnvciError, InfrastructureError, NotReadyError
-from envci.redact import RedactingFilter, redact, truncate
+from envci.redact import redact, truncate
 
 if TYPE_CHECKING:
     from envci.kube.client import Kube
-
-# pyhelm3 logs every command at INFO and expected misses ("release not found") at WARNING; envci
-# reports Helm failures itself, so only its errors pass, and those redacted.
-for _name in ("pyhelm3", "pyhelm3.command", "pyhelm3.client"):
-    logging.getLogger(_name).addFilter(RedactingFilter())
-logging.getLogger("pyhelm3").setLevel(logging.ERROR)
 
 
 def helm_executable() -> str:
@@ -74,23 +72,43 @@ def load_values_files(paths: list[Path]) -> list[dict[str, Any]]:
 
 
 class Helm:
-    def __init__(self, kubeconfig: str | None = None, *, timeout: str = "5m") -> None:
+    def __init__(self, kubeconfig: str | None = None, *, kube: Kube | None = None) -> None:
         self.executable = helm_executable()
         self.kubeconfig = kubeconfig or os.environ.get("KUBECONFIG")
-        try:
-            self.client = Client(
-                executable=self.executable,
-                kubeconfig=Path(self.kubeconfig) if self.kubeconfig else None,
-                default_timeout=timeout,
-            )
-        except (AssertionError, OSError, subprocess.SubprocessError) as e:
-            raise InfrastructureError(f"cannot run helm ({self.executable}): {e}") from None
+        self._kube = kube
 
     @classmethod
     def beside(cls, kube: Kube) -> Helm:
         """A Helm for the cluster `kube` talks to: its kubeconfig file, not whatever $KUBECONFIG
         says, which may name another cluster when the client was made from an explicit file."""
-        return cls(kube.kubeconfig)
+        return cls(kube.kubeconfig, kube=kube)
+
+    def _kube_client(self) -> Kube:
+        if self._kube is None:
+            from envci.kube.client import connect
+
+            self._kube = connect(self.kubeconfig)
+        return self._kube
+
+    # --- records --------------------------------------------------------------------------------
+
+    def _record_kind(self) -> str | None:
+        """The kind Helm keeps records in, or None for drivers outside the cluster (sql, memory)."""
+        return hr.RECORD_KINDS.get(os.environ.get("HELM_DRIVER", "").lower())
+
+    def _records(self, namespace: str, selector: str) -> list[dict[str, Any]] | None:
+        kind = self._record_kind()
+        if kind is None:
+            return None
+        objs = self._kube_client().list("v1", kind, namespace=namespace, label_selector=selector)
+        return [rec for obj in objs if (rec := hr.decode_record({**obj, "kind": kind})) is not None]
+
+    async def current(self, release: str, namespace: str) -> dict[str, Any] | None:
+        """The release's newest revision as Helm recorded it; None when it was never installed."""
+        records = await asyncio.to_thread(self._records, namespace, f"owner=helm,name={release}")
+        return hr.latest(records or [])
+
+    # --- changes --------------------------------------------------------------------------------
 
     async def ensure(
         self,
@@ -106,46 +124,79 @@ class Helm:
         """Install, upgrade, or leave alone when chart and values are unchanged.
 
         A release left pending by an interrupted run is rolled back or removed first, so a re-run
-        converges instead of failing with "another operation is in progress".
-        """
+        converges instead of failing with "another operation is in progress"."""
+        chart = hr.local_chart_id(chart_ref) if isinstance(chart_ref, Path) else hr.remote_chart_id(chart_ref, version)
+        merged = hr.merge_values(values)
+        current = await self.current(release, namespace)
+        step = hr.plan(current, chart, merged)
+        if step == "keep" and current is not None:
+            return ReleaseResult(release, int(current["version"]), hr.status_of(current), False)
+        if step == "uninstall-first":
+            await self._helm(["uninstall", release, "--namespace", namespace, "--wait", "--timeout", timeout], release, namespace,
+                             doing="removal of the interrupted install")
+        elif step == "rollback-first":
+            await self._helm(["rollback", release, "--namespace", namespace, "--wait", "--cleanup-on-fail", "--timeout", timeout],
+                             release, namespace, doing="rollback of the interrupted upgrade")
+        args = ["upgrade", release, str(chart_ref), "--install", "--namespace", namespace, "--timeout", timeout, "--output", "json"]
+        args += ["--version", version] if version else []
+        args += ["--repo", repo] if repo else []
+        with _values_file(merged) as path:
+            out = await self._helm([*args, "--values", path], release, namespace, chart_ref=str(chart_ref))
         try:
-            chart = await self.client.get_chart(chart_ref, version=version, repo=repo)
-            before = await self._revision(release, namespace)
-            rev = await self.client.ensure_release(
-                release, chart, *values, namespace=namespace, timeout=timeout, create_namespace=False
-            )
-        except helm_errors.ChartNotFoundError as e:
-            raise ConfigError(f"chart {chart_ref} not found: {_clean(e)}", hint="check chart, repo and version") from None
-        except helm_errors.FailedToRenderChartError as e:
-            raise ConfigError(f"chart {chart_ref} failed to render: {_clean(e)}", hint="run `helm template` on it with the same values") from None
-        except helm_errors.Error as e:
-            raise install_error(release, namespace, _clean(e)) from None
-        return ReleaseResult(release, rev.revision, str(rev.status.value), before != rev.revision)
-
-    async def _revision(self, release: str, namespace: str) -> int | None:
-        try:
-            return (await self.client.get_current_revision(release, namespace=namespace)).revision
-        except helm_errors.ReleaseNotFoundError:
-            return None
+            done = json.loads(out)
+            return ReleaseResult(release, int(done["version"]), str((done.get("info") or {}).get("status", "deployed")), True)
+        except (ValueError, KeyError, TypeError):
+            raise InfrastructureError(f"helm upgrade of {release} in {namespace} printed no release: {truncate(redact(out), 300)}") from None
 
     async def uninstall(self, release: str, namespace: str, timeout: str = "2m") -> None:
-        try:
-            await self.client.uninstall_release(release, namespace=namespace, timeout=timeout, wait=False)
-        except helm_errors.Error as e:
-            raise InfrastructureError(f"helm uninstall of {release} in {namespace} failed: {_clean(e)}") from None
+        await self._helm(["uninstall", release, "--namespace", namespace, "--timeout", timeout], release, namespace, doing="uninstall")
 
     async def releases(self, namespace: str) -> list[dict[str, Any]]:
+        """Every release in the namespace, newest revision each, with `needs_uninstall`: why deleting the
+        namespace would not remove all of it (None: it would)."""
+        records = await asyncio.to_thread(self._records, namespace, "owner=helm")
+        if records is None:  # records outside the cluster: ask helm, and uninstall everything
+            out = await self._helm(["list", "--namespace", namespace, "--all", "--output", "json"], "", namespace, doing="list")
+            return [{"name": r["name"], "needs_uninstall": "Helm keeps its records outside the cluster"} for r in json.loads(out or "[]")]
+        by_name: dict[str, list[dict[str, Any]]] = {}
+        for rec in records:
+            by_name.setdefault(str(rec.get("name")), []).append(rec)
+        scope = self._scope()
+        out_list = []
+        for name, recs in sorted(by_name.items()):
+            newest = hr.latest(recs)
+            if newest is not None:
+                reason = await asyncio.to_thread(hr.needs_uninstall, newest, namespace, scope)
+                out_list.append({"name": name, "status": hr.status_of(newest), "revision": newest["version"], "needs_uninstall": reason})
+        return out_list
+
+    def _scope(self) -> Any:
+        kube = self._kube_client()
+
+        def namespaced(api_version: str, kind: str) -> bool | None:
+            try:
+                return kube.is_namespaced(api_version, kind)
+            except ConfigError:
+                return None
+
+        return namespaced
+
+    async def _helm(self, args: Sequence[str], release: str, namespace: str, *, chart_ref: str = "", doing: str = "install") -> str:
+        cmd = [self.executable, *args, *(["--kubeconfig", self.kubeconfig] if self.kubeconfig else [])]
         try:
-            return list(
-                await self.client.list_release_definitions(
-                    namespace=namespace, include_failed=True, include_pending=True, include_deployed=True
-                )
-            )
-        except helm_errors.Error as e:
-            raise InfrastructureError(f"helm list in {namespace} failed: {_clean(e)}") from None
+            proc = await asyncio.create_subprocess_exec(*cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            stdout, stderr = await proc.communicate()
+        except OSError as e:
+            raise InfrastructureError(f"cannot run helm ({self.executable}): {e}") from None
+        if proc.returncode == 0:
+            return stdout.decode(errors="replace")
+        text = truncate(redact(stderr.decode(errors="replace").strip()), 1500)
+        if doing != "install":
+            raise InfrastructureError(f"helm {doing} of {release or 'releases'} in {namespace} failed: {text}")
+        raise _install_failure(release, namespace, chart_ref, text)
 
     def test(self, release: str, namespace: str, timeout: str = "10m") -> subprocess.CompletedProcess[str]:
-        """`helm test`; pyhelm3 has no call for it, so it is the one direct subprocess."""
+        """`helm test`, synchronously: a suite runs it in a worker of its own."""
         cmd = [self.executable, "test", release, "--namespace", namespace, "--logs", "--timeout", timeout]
         if self.kubeconfig:
             cmd += ["--kubeconfig", self.kubeconfig]
@@ -185,9 +236,30 @@ def install_error(release: str, namespace: str, text: str) -> EnvciError:
     return InfrastructureError(f"helm failed for release {release} in {namespace}: {text}")
 
 
-def _clean(e: BaseException) -> str:
-    return truncate(redact(str(e).strip()), 1500)
+# Helm's words for a chart it cannot find or cannot render: the user's input, not the cluster.
+_CHART_NOT_FOUND = re.compile(r'chart "[^"]+" (version "[^"]+" )?not found|path "[^"]+" not found|no chart (name|version) found|'
+                              r'failed to fetch|not a valid chart repository|repo .* not found', re.IGNORECASE)
+_RENDER_FAILED = re.compile(r"failed to render chart|execution error|parse error|error converting YAML to JSON|"
+                            r"template: .*: (executing|function)", re.IGNORECASE)
 
 
-def run(coro: Any) -> Any:
-    return asyncio.run(coro)
+def _install_failure(release: str, namespace: str, chart_ref: str, text: str) -> EnvciError:
+    """Pure: the error for a failed `helm upgrade --install`, by what Helm says went wrong."""
+    if _CHART_NOT_FOUND.search(text):
+        return ConfigError(f"chart {chart_ref} not found: {text}", hint="check chart, repo and version")
+    if _RENDER_FAILED.search(text):
+        return ConfigError(f"chart {chart_ref} failed to render: {text}", hint="run `helm template` on it with the same values")
+    return install_error(release, namespace, text)
+
+
+@contextlib.contextmanager
+def _values_file(values: dict[str, Any]) -> Iterator[str]:
+    """The merged values in a file only this user can read, removed afterwards (values may hold secrets)."""
+    fd, path = tempfile.mkstemp(prefix="envci-values-", suffix=".yaml")
+    try:
+        with os.fdopen(fd, "w") as f:
+            yaml.safe_dump(values, f)
+        yield path
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)

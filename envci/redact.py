@@ -37,7 +37,7 @@ def truncate(text: str, limit: int = 2000) -> str:
 
 
 class RedactingFilter(logging.Filter):
-    """Masks registered secrets in log records (pyhelm3 logs whole command lines)."""
+    """Masks registered secrets in log records (a library may log whole command lines)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.msg = redact(record.getMessage())
