@@ -14,8 +14,9 @@ from seedapp import (  # tests/integration is on sys.path
 )
 
 from envci import state as st
+from envci.buckets import ACCESS_KEY_ENV, SECRET_KEY_ENV, delete_bucket
 from envci.kube.client import connect
-from envci.seeders.s3 import ACCESS_KEY_ENV, SECRET_KEY_ENV, bucket_name
+from envci.s3names import bucket_name
 from envci.stages.seed import seed
 from envci.stages.teardown import teardown
 
@@ -71,8 +72,6 @@ def test_s3_seed_fills_the_bucket_once_and_teardown_removes_it(
         monkeypatch.setenv(SECRET_KEY_ENV, SECRET)
         teardown(kube, rep, namespace=cfg.identity.namespace, name=cfg.identity.name, timeout=60)
     assert not bucket_exists(s3_endpoint, bucket)
-    from envci.seeders.s3 import delete_bucket
-
     delete_bucket({"type": "s3", "bucket": bucket, "endpoint": s3_endpoint, "region": "us-east-1"})  # idempotent
 
 
