@@ -3,6 +3,10 @@
 Stages call these thin methods; the objects they return are plain dicts in API JSON shape
 (camelCase), which is what the pure rules in readiness.py take. API errors become
 InfrastructureError with the Status message only: response bodies can carry secrets.
+
+No other module imports the Kubernetes client (tests/unit/test_import_boundary.py checks it), so
+retries, timeouts and error mapping cannot be bypassed, and tests/fakekube.py, an in-memory
+stand-in with these methods, is all a stage test needs.
 """
 
 from __future__ import annotations
@@ -11,16 +15,20 @@ import email.utils
 import json
 import logging
 import os
+import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import urllib3
+import yaml
 from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
+from kubernetes.stream import portforward as _portforward
+from kubernetes.stream import stream as _stream
 from kubernetes.watch.watch import iter_resp_lines
 
 from envci.errors import ConfigError, InfrastructureError
@@ -31,6 +39,8 @@ T = TypeVar("T")
 log = logging.getLogger("envci.kube")
 
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
+EXEC_ERROR_CHANNEL = 3
+"""The exec stream's channel that carries the command's final Status."""
 
 
 @dataclass(frozen=True)
@@ -161,24 +171,87 @@ def api_error(e: ApiException, doing: str) -> InfrastructureError:
     return InfrastructureError(f"Kubernetes API refused to {doing}: {status_message(e)}", hint=hint)
 
 
+NO_RETRIES = RetryPolicy(backoffs=())
+"""For calls on a clock of their own (the lease's renewal thread): a retry would run into its next round."""
+
+NO_ANSWER = (urllib3.exceptions.HTTPError, OSError)
+"""What the client raises when the API server did not answer (refused, dropped, timed out)."""
+
+STREAM_LOCK = threading.Lock()
+"""The streaming helpers of the Kubernetes client swap `call_api` on the ApiClient they are given
+for the duration of the call. On a shared client that would route another thread's request (the
+lease renewal, say) through a websocket, so every stream gets a private ApiClient and the swap is
+serialised."""
+
+
+def unreachable(e: BaseException, doing: str) -> InfrastructureError:
+    """A call that got no answer, as an InfrastructureError; a local file (a token, a certificate)
+    that could not be read is named as such, not as the API server's fault."""
+    if isinstance(e, LOCAL_FILE_ERRORS):
+        return InfrastructureError(
+            f"cannot {doing}: {type(e).__name__}: {e}",
+            hint="check the files the kubeconfig names (certificates, token) and that the temporary directory is writable",
+        )
+    return InfrastructureError(
+        f"cannot reach the Kubernetes API to {doing}: {type(e).__name__}",
+        hint="check that the API server is up and reachable (KUBECONFIG)",
+    )
+
+
+def _timeout(seconds: float | None) -> dict[str, Any]:
+    return {"_request_timeout": seconds} if seconds else {}
+
+
+@dataclass(frozen=True)
+class WatchEvent:
+    """One change seen by `Kube.watch`: ADDED, MODIFIED or DELETED, and the object in API JSON shape."""
+
+    type: str
+    object: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    """How a command run by `Kube.exec` ended."""
+
+    finished: bool
+    """False when it still ran at the timeout (its stream was closed then)."""
+    status: dict[str, Any] | None
+    """The final Status the API server sent on the error channel; None when none came."""
+    output: str
+    """Its stdout and stderr, interleaved; not redacted yet."""
+
+
+class ForwardStream(Protocol):
+    """One port-forward connection to a pod (what `kubernetes.stream.portforward` returns)."""
+
+    def socket(self, port_number: int) -> Any: ...
+
+    def error(self, port_number: int) -> str | None: ...
+
+
 class Kube:
-    """A connected client; construct with `connect()`."""
+    """A connected client; construct with `connect()`.
+
+    The Kubernetes client objects stay private: every call goes through a method here, so every
+    call gets the retries and the error mapping (tests/unit/test_import_boundary.py keeps it so).
+    tests/fakekube.py is an in-memory stand-in with the same methods, for stage tests."""
 
     def __init__(self, api: client.ApiClient, retry: RetryPolicy = RetryPolicy(), *, kubeconfig: str | None = None) -> None:
-        self.api = api
+        self._api = api
         self.retry = retry
         self.kubeconfig = kubeconfig
         """The kubeconfig file this client was made from (None: ~/.kube/config or in-cluster), so
         tools that run beside it (helm, a test suite's kubectl) reach the same cluster."""
-        self.core = client.CoreV1Api(api)
-        self.coordination = client.CoordinationV1Api(api)
+        self._core = client.CoreV1Api(api)
+        self._batch = client.BatchV1Api(api)
+        self._coordination = client.CoordinationV1Api(api)
         self._dyn: DynamicClient | None = None
 
-    @property
-    def dyn(self) -> DynamicClient:
+    def _dynamic(self) -> DynamicClient:
         if self._dyn is None:
             try:
-                self._dyn = with_retries(lambda: DynamicClient(self.api), "discover the API", self.retry)
+                self._dyn = with_retries(lambda: DynamicClient(self._api), "discover the API", self.retry)
             except ApiException as e:
                 raise api_error(e, "discover the API") from None
             except LOCAL_FILE_ERRORS as e:
@@ -193,31 +266,41 @@ class Kube:
     def with_retry(self, retry: RetryPolicy) -> Kube:
         """The same connection under another retry policy: work done after a failure (diagnostics)
         must not spend minutes retrying a cluster that may be what failed."""
-        other = Kube(self.api, retry, kubeconfig=self.kubeconfig)
+        other = Kube(self._api, retry, kubeconfig=self.kubeconfig)
         other._dyn = self._dyn
         return other
 
     # --- generic -------------------------------------------------------------------------------
 
-    def call(self, fn: Callable[[], T], doing: str) -> T:
+    def _call(self, fn: Callable[[], T], doing: str) -> T:
         return with_retries(fn, doing, self.retry)
 
-    def resource(self, api_version: str, kind: str) -> Any:
+    def _plain(self, obj: Any) -> dict[str, Any]:
+        """A generated model as the API's JSON (camelCase dict), the shape every caller takes."""
+        out: dict[str, Any] = self._api.sanitize_for_serialization(obj)
+        return out
+
+    def _resource(self, api_version: str, kind: str) -> Any:
         try:
-            return self.call(lambda: self.dyn.resources.get(api_version=api_version, kind=kind), f"look up {kind}")
+            return self._call(lambda: self._dynamic().resources.get(api_version=api_version, kind=kind), f"look up {kind}")
         except ResourceNotFoundError:
             raise ConfigError(
                 f"the cluster has no API for {kind} ({api_version})",
                 hint="install the CRD first, or check apiVersion and kind",
             ) from None
 
+    def is_namespaced(self, api_version: str, kind: str) -> bool:
+        """Whether objects of a kind live in a namespace, from API discovery; ConfigError when the
+        cluster serves no such kind."""
+        return bool(self._resource(api_version, kind).namespaced)
+
     def apply(self, obj: dict[str, Any], namespace: str | None) -> dict[str, Any]:
         """Server-side apply: idempotent, and it leaves other managers' fields alone."""
-        res = self.resource(obj["apiVersion"], obj["kind"])
+        res = self._resource(obj["apiVersion"], obj["kind"])
         name = obj["metadata"]["name"]
         kw: dict[str, Any] = {"namespace": namespace} if res.namespaced else {}
         try:
-            out = self.call(
+            out = self._call(
                 lambda: res.server_side_apply(body=obj, name=name, field_manager=FIELD_MANAGER, force_conflicts=True, **kw),
                 f"apply {obj['kind']} {name}",
             )
@@ -226,9 +309,9 @@ class Kube:
         return out.to_dict()
 
     def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
-        res = self.resource(api_version, kind)
+        res = self._resource(api_version, kind)
         try:
-            return self.call(lambda: res.get(name=name, namespace=namespace), f"read {kind} {name}").to_dict()
+            return self._call(lambda: res.get(name=name, namespace=namespace), f"read {kind} {name}").to_dict()
         except NotFoundError:
             return None
         except ApiException as e:
@@ -237,9 +320,9 @@ class Kube:
     def list(
         self, api_version: str, kind: str, namespace: str | None = None, label_selector: str | None = None
     ) -> list[dict[str, Any]]:
-        res = self.resource(api_version, kind)
+        res = self._resource(api_version, kind)
         try:
-            out = self.call(lambda: res.get(namespace=namespace, label_selector=label_selector), f"list {kind}")
+            out = self._call(lambda: res.get(namespace=namespace, label_selector=label_selector), f"list {kind}")
         except NotFoundError:
             return []
         except ApiException as e:
@@ -252,9 +335,9 @@ class Kube:
 
     def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> bool:
         """Delete with Background propagation (Foreground can hang); False if it was already gone."""
-        res = self.resource(api_version, kind)
+        res = self._resource(api_version, kind)
         try:
-            self.call(
+            self._call(
                 lambda: res.delete(name=name, namespace=namespace, body={"propagationPolicy": "Background"}), f"delete {kind} {name}"
             )
             return True
@@ -266,14 +349,43 @@ class Kube:
             raise api_error(e, f"delete {kind} {name}") from None
 
     def patch_merge(self, api_version: str, kind: str, name: str, patch: dict[str, Any], namespace: str | None = None) -> dict[str, Any]:
-        res = self.resource(api_version, kind)
+        res = self._resource(api_version, kind)
         try:
-            return self.call(
+            return self._call(
                 lambda: res.patch(name=name, namespace=namespace, body=patch, content_type="application/merge-patch+json"),
                 f"update {kind} {name}",
             ).to_dict()
         except ApiException as e:
             raise api_error(e, f"update {kind} {name}") from None
+
+    def watch(
+        self, kind: str, namespace: str, *, seconds: float, name: str | None = None, resource_version: str | None = None
+    ) -> Iterator[WatchEvent]:
+        """Changes to the Pods or Jobs of a namespace (only the one called `name`, if given) until
+        the server ends the watch after `seconds`.
+
+        A watch that was dropped, or whose resourceVersion expired (410 Gone), just ends: callers
+        read the current state again and watch on from there, which they do after a timeout anyway."""
+        listers: dict[str, Callable[..., Any]] = {"Pod": self._core.list_namespaced_pod, "Job": self._batch.list_namespaced_job}
+        if kind not in listers:
+            raise ValueError(f"cannot watch {kind}: only {', '.join(listers)}")
+        kw: dict[str, Any] = {"field_selector": f"metadata.name={name}"} if name else {}
+        w = watch.Watch()
+        try:
+            for event in w.stream(
+                listers[kind], namespace, resource_version=resource_version, timeout_seconds=max(1, int(seconds)),
+                _request_timeout=seconds + 10, **kw,
+            ):
+                if isinstance(event, dict):
+                    yield WatchEvent(str(event["type"]), event["raw_object"])
+        except ApiException as e:
+            if e.status == 410:
+                return
+            raise api_error(e, f"watch {kind} {name}" if name else f"watch {kind.lower()}s in {namespace}") from None
+        except NO_ANSWER:
+            return
+        finally:
+            w.stop()
 
     # --- namespaces ----------------------------------------------------------------------------
 
@@ -282,6 +394,68 @@ class Kube:
 
     def namespaces(self, label_selector: str) -> list[dict[str, Any]]:
         return self.list("v1", "Namespace", label_selector=label_selector)
+
+    # --- secrets -------------------------------------------------------------------------------
+
+    def secret_data(self, namespace: str, name: str) -> dict[str, str] | None:
+        """A Secret's `data` (values base64-encoded, as the API keeps them); None when there is no
+        such Secret. A typed read, not `get`: it runs while envci.yaml loads, before any discovery."""
+        doing = f"read Secret {namespace}/{name}"
+        try:
+            obj = self._call(lambda: self._core.read_namespaced_secret(name, namespace), doing)
+        except ApiException as e:
+            if e.status == 404:
+                return None
+            raise api_error(e, doing) from None
+        except NO_ANSWER as e:
+            raise unreachable(e, doing) from None
+        return dict(obj.data or {})
+
+    # --- leases --------------------------------------------------------------------------------
+    # A lease is taken with create and replace, not apply: their 409 answers (it exists; it changed
+    # since it was read) are how two holders find out about each other. The renewal thread calls
+    # these on `with_retry(NO_RETRIES)` with a `timeout`, so one call never outlasts its round.
+
+    def get_lease(self, namespace: str, name: str, *, timeout: float | None = None) -> dict[str, Any] | None:
+        """The Lease, or None when there is none."""
+        doing = f"read lease in {namespace}"
+        try:
+            lease = self._call(lambda: self._coordination.read_namespaced_lease(name, namespace, **_timeout(timeout)), doing)
+        except ApiException as e:
+            if e.status == 404:
+                return None
+            raise api_error(e, doing) from None
+        except NO_ANSWER as e:
+            raise unreachable(e, doing) from None
+        return self._plain(lease)
+
+    def create_lease(self, namespace: str, body: dict[str, Any]) -> bool:
+        """Create the Lease; False when one exists already (409)."""
+        return self._write_lease(lambda: self._coordination.create_namespaced_lease(namespace, body), f"create lease in {namespace}", 409)
+
+    def replace_lease(self, namespace: str, body: dict[str, Any], *, timeout: float | None = None) -> bool:
+        """Replace the Lease as it was read (the body's resourceVersion); False when another
+        writer changed it since (409)."""
+        name = body["metadata"]["name"]
+        return self._write_lease(
+            lambda: self._coordination.replace_namespaced_lease(name, namespace, body, **_timeout(timeout)), f"update lease in {namespace}", 409
+        )
+
+    def delete_lease(self, namespace: str, name: str) -> bool:
+        """Delete the Lease; False when it was already gone (404)."""
+        return self._write_lease(lambda: self._coordination.delete_namespaced_lease(name, namespace), f"delete lease in {namespace}", 404)
+
+    def _write_lease(self, fn: Callable[[], Any], doing: str, declined: int) -> bool:
+        """True when done; False when the API answered `declined`, the one refusal the caller expects."""
+        try:
+            self._call(fn, doing)
+            return True
+        except ApiException as e:
+            if e.status == declined:
+                return False
+            raise api_error(e, doing) from None
+        except NO_ANSWER as e:
+            raise unreachable(e, doing) from None
 
     # --- pods, events, logs --------------------------------------------------------------------
 
@@ -297,7 +471,7 @@ class Kube:
         The previous instance is gone when the kubelet has collected it, or when the container has
         not restarted after all; its current log is the next best, so that one is read instead."""
         try:
-            text = self.core.read_namespaced_pod_log(
+            text = self._core.read_namespaced_pod_log(
                 pod, namespace, container=container, tail_lines=lines, previous=previous, _request_timeout=10
             )
         except ApiException as e:
@@ -321,9 +495,11 @@ class Kube:
         tail_lines: int | None = None,
         since_seconds: int | None = None,
         limit_bytes: int | None = None,
+        timestamps: bool = True,
     ) -> str | None:
-        """One container instance's log, each line starting with its RFC 3339 time; None when that
-        instance is not there (never started, or already removed by the kubelet).
+        """One container instance's log, each line starting with its RFC 3339 time when `timestamps`
+        (a test suite's log, parsed for JUnit, goes without); None when that instance is not there
+        (never started, or already removed by the kubelet).
 
         Unlike `log_tail` nothing is substituted: `envci logs --previous` must not show the current
         instance as if it were the previous one. The raw text is returned (read as bytes: the
@@ -332,9 +508,9 @@ class Kube:
         kw = {k: v for k, v in (("tail_lines", tail_lines), ("since_seconds", since_seconds), ("limit_bytes", limit_bytes)) if v is not None}
         doing = f"read the log of pod {pod} container {container}"
         try:
-            resp = self.call(
-                lambda: self.core.read_namespaced_pod_log(
-                    pod, namespace, container=container, previous=previous, timestamps=True, _preload_content=False,
+            resp = self._call(
+                lambda: self._core.read_namespaced_pod_log(
+                    pod, namespace, container=container, previous=previous, timestamps=timestamps, _preload_content=False,
                     _request_timeout=(DEFAULT_REQUEST_TIMEOUT[0], 30), **kw,
                 ),
                 doing,
@@ -367,8 +543,8 @@ class Kube:
         kw = {k: v for k, v in (("tail_lines", tail_lines), ("since_seconds", since_seconds)) if v is not None}
         doing = f"follow the log of pod {pod} container {container}"
         try:
-            resp = self.call(
-                lambda: self.core.read_namespaced_pod_log(
+            resp = self._call(
+                lambda: self._core.read_namespaced_pod_log(
                     pod, namespace, container=container, previous=previous, follow=True, timestamps=True,
                     _preload_content=False, _request_timeout=(DEFAULT_REQUEST_TIMEOUT[0], idle_seconds), **kw,
                 ),
@@ -394,36 +570,73 @@ class Kube:
         Starts from the current resource version, so only changes after the call wake it; a
         watch that ends early (dropped, expired) still waits out a short pause, never a busy loop."""
         try:
-            listed = self.call(lambda: self.core.list_namespaced_pod(namespace, limit=1), f"list pods in {namespace}")
+            listed = self._call(lambda: self._core.list_namespaced_pod(namespace, limit=1), f"list pods in {namespace}")
         except ApiException as e:
             raise api_error(e, f"list pods in {namespace}") from None
         end = time.monotonic() + seconds
-        for _ in self.watch_pods(namespace, seconds, resource_version=listed.metadata.resource_version):
+        for _ in self.watch("Pod", namespace, seconds=seconds, resource_version=listed.metadata.resource_version):
             return
         left = end - time.monotonic()
         if left > 0:
             time.sleep(min(left, 0.2))
 
-    def watch_pods(self, namespace: str, timeout_seconds: int, resource_version: str | None = None) -> Iterator[dict[str, Any]]:
-        """Yields on any pod change in the namespace, or returns after `timeout_seconds`."""
-        w = watch.Watch()
+    # --- exec and port-forward -----------------------------------------------------------------
+
+    def _stream_core(self) -> client.CoreV1Api:
+        """A CoreV1Api on a private ApiClient, safe to hand to the streaming helpers (STREAM_LOCK)."""
+        return client.CoreV1Api(client.ApiClient(self._api.configuration))
+
+    def exec(self, namespace: str, pod: str, command: Sequence[str], *, container: str | None, timeout: float) -> ExecResult:
+        """Run a command in a pod's container (`kubectl exec`) for at most `timeout` seconds.
+
+        Nothing is retried: the command may have run before the connection failed."""
+        doing = f"exec in pod {namespace}/{pod}"
         try:
-            for event in w.stream(
-                self.core.list_namespaced_pod,
-                namespace,
-                timeout_seconds=max(1, timeout_seconds),
-                resource_version=resource_version,
-                _request_timeout=timeout_seconds + 5,
-            ):
-                yield event
+            with STREAM_LOCK:
+                resp = _stream(
+                    self._stream_core().connect_get_namespaced_pod_exec, pod, namespace, command=list(command), container=container,
+                    stdin=False, stdout=True, stderr=True, tty=False, _preload_content=False,
+                )
+            resp.run_forever(timeout=timeout)
+            finished = not resp.is_open()
+            status = None
+            if finished:
+                raw = resp.read_channel(EXEC_ERROR_CHANNEL, timeout=0)
+                status = yaml.safe_load(raw) if raw else None
+            else:
+                resp.close()
+            output = resp.read_all()
         except ApiException as e:
-            if e.status == 410:  # resource version expired: the caller re-lists anyway
-                return
-            raise api_error(e, f"watch pods in {namespace}") from None
-        except (urllib3.exceptions.HTTPError, OSError):
-            return  # a dropped watch only means we re-list sooner
-        finally:
-            w.stop()
+            raise api_error(e, doing) from None
+        except Exception as e:  # noqa: BLE001 - websocket failures have many types
+            raise InfrastructureError(f"{doing} failed: {truncate(redact(str(e)), 300)}") from None
+        text = output if isinstance(output, str) else output.decode(errors="replace")
+        return ExecResult(finished, status if isinstance(status, dict) else None, text)
+
+    def port_forward(self, namespace: str, pod: str, port: int) -> ForwardStream:
+        """One port-forward connection to a pod's port (`kubectl port-forward`): `.socket(port)`
+        is its end here, `.error(port)` what the API server reported once it closed."""
+        core = self._stream_core()
+        try:
+            with STREAM_LOCK:
+                forward: ForwardStream = _portforward(core.connect_get_namespaced_pod_portforward, pod, namespace, ports=str(port))
+                return forward
+        except ApiException as e:
+            raise api_error(e, f"port-forward to pod {namespace}/{pod}:{port}") from None
+        except Exception as e:  # noqa: BLE001 - websocket errors have many types; all mean "cannot reach"
+            raise InfrastructureError(
+                f"cannot port-forward to pod {namespace}/{pod}:{port}: {redact(str(e))[:300]}",
+                hint="check that the pod is running and that your credentials allow pods/portforward",
+            ) from None
+
+
+def kubeconfig_namespace(kubeconfig: str | None = None) -> str:
+    """The namespace of the kubeconfig's current context, as kubectl would use it ("default")."""
+    try:
+        _, active = config.list_kube_config_contexts(config_file=kubeconfig or os.environ.get("KUBECONFIG"))
+        return str((active.get("context") or {}).get("namespace") or "default")
+    except (config.ConfigException, OSError, TypeError):
+        return "default"
 
 
 def connect(kubeconfig: str | None = None, context: str | None = None) -> Kube:

@@ -22,12 +22,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import urllib3
-from kubernetes import client, watch
-from kubernetes.client.exceptions import ApiException
-
 from envci.errors import InfrastructureError
-from envci.kube.client import Kube, api_error
+from envci.kube.client import Kube
 from envci.redact import redact
 
 SPEC_HASH_ANNOTATION = "envci.io/spec-hash"
@@ -232,21 +228,12 @@ def pods_of_job(job: dict[str, Any], pods: list[dict[str, Any]]) -> list[dict[st
 # --- I/O ----------------------------------------------------------------------------------------
 
 
-def _batch(kube: Kube) -> client.BatchV1Api:
-    return client.BatchV1Api(kube.api)
-
-
-def _to_dict(kube: Kube, obj: Any) -> dict[str, Any]:
-    return obj if isinstance(obj, dict) else kube.api.sanitize_for_serialization(obj)
-
-
 def wait_job(kube: Kube, namespace: str, name: str, *, deadline: float, clock: Callable[[], float] = time.monotonic) -> tuple[dict[str, Any] | None, JobOutcome]:
     """Watch the Job until it succeeds or fails, or `deadline` (monotonic) passes.
 
     Returns the last seen Job and its outcome; "running" means the deadline passed first, and a
     None Job means it was deleted while we waited.
     """
-    batch = _batch(kube)
     job = kube.get("batch/v1", "Job", name, namespace)
     while True:
         if job is None:
@@ -256,35 +243,18 @@ def wait_job(kube: Kube, namespace: str, name: str, *, deadline: float, clock: C
         if result.state != "running" or left <= 0:
             return job, result
         rv = (job.get("metadata") or {}).get("resourceVersion")
-        w = watch.Watch()
-        try:
-            for event in w.stream(
-                batch.list_namespaced_job,
-                namespace,
-                field_selector=f"metadata.name={name}",
-                resource_version=rv,
-                timeout_seconds=max(1, int(min(left, 30))),
-                _request_timeout=min(left, 30) + 10,
-            ):
-                obj = _to_dict(kube, event["object"])
-                if event["type"] == "DELETED":
-                    job = None
+        for event in kube.watch("Job", namespace, name=name, resource_version=rv, seconds=min(left, 30)):
+            if event.type == "DELETED":
+                job = None
+                break
+            if event.type in ("ADDED", "MODIFIED"):
+                job = event.object
+                if outcome(job).state != "running":
                     break
-                if event["type"] in ("ADDED", "MODIFIED"):
-                    job = obj
-                    if outcome(job).state != "running":
-                        break
-            else:
-                # the watch ended (server timeout): re-read, since it may have missed nothing or something
-                job = kube.get("batch/v1", "Job", name, namespace)
-        except ApiException as e:
-            if e.status != 410:  # 410 Gone: our resourceVersion expired; re-read and watch again
-                raise api_error(e, f"watch Job {name}") from None
+        else:
+            # The watch ended (server timeout, dropped, resourceVersion expired): it may have
+            # missed a change, so read the Job again before watching on.
             job = kube.get("batch/v1", "Job", name, namespace)
-        except (urllib3.exceptions.HTTPError, OSError):
-            job = kube.get("batch/v1", "Job", name, namespace)  # a dropped watch: re-read and carry on
-        finally:
-            w.stop()
 
 
 def delete_job(kube: Kube, namespace: str, name: str, *, timeout: float = 60, clock: Callable[[], float] = time.monotonic) -> None:
@@ -292,7 +262,6 @@ def delete_job(kube: Kube, namespace: str, name: str, *, timeout: float = 60, cl
     if not kube.delete("batch/v1", "Job", name, namespace):
         return
     deadline = clock() + timeout
-    batch = _batch(kube)
     while kube.get("batch/v1", "Job", name, namespace) is not None:
         left = deadline - clock()
         if left <= 0:
@@ -300,17 +269,12 @@ def delete_job(kube: Kube, namespace: str, name: str, *, timeout: float = 60, cl
                 f"Job {namespace}/{name} was not deleted within {timeout:.0f}s",
                 hint=f"check its finalizers: kubectl get job -n {namespace} {name} -o yaml",
             )
-        w = watch.Watch()
         try:
-            for event in w.stream(
-                batch.list_namespaced_job, namespace, field_selector=f"metadata.name={name}", timeout_seconds=max(1, int(min(left, 5)))
-            ):
-                if event["type"] == "DELETED":
+            for event in kube.watch("Job", namespace, name=name, seconds=min(left, 5)):
+                if event.type == "DELETED":
                     break
-        except (ApiException, urllib3.exceptions.HTTPError, OSError):
+        except InfrastructureError:
             pass  # re-checked by the loop condition
-        finally:
-            w.stop()
 
 
 def job_logs(kube: Kube, namespace: str, job: dict[str, Any], *, lines: int = 20, max_pods: int = 2) -> tuple[list[str], dict[str, str], str]:

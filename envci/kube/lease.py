@@ -20,11 +20,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
-import urllib3
-from kubernetes.client.exceptions import ApiException
-
-from envci.errors import LeaseLostError, LockedError
-from envci.kube.client import Kube, api_error, status_message
+from envci.errors import InfrastructureError, LeaseLostError, LockedError
+from envci.kube.client import NO_RETRIES, Kube
 from envci.redact import redact
 from envci.timestamps import parse_time
 
@@ -97,6 +94,8 @@ class Lease:
         clock: Callable[[], datetime] = _now,
     ) -> None:
         self.kube = kube
+        self._once = kube.with_retry(NO_RETRIES)
+        """For renewal and release, which have a clock of their own: a retry would outlast it."""
         self.ns = namespace
         self.identity = holder_identity(stage)
         self.settings = settings or settings_from_env()
@@ -125,36 +124,22 @@ class Lease:
 
     def _try_acquire(self) -> str | None:
         """Take the lease if free; return the current holder if not."""
-        api = self.kube.coordination
         now = self.clock()
-        try:
-            self.kube.call(lambda: api.create_namespaced_lease(self.ns, self._body(now)), "create the environment lock")
+        if self.kube.create_lease(self.ns, self._body(now)):
             return None
-        except ApiException as e:
-            if e.status != 409:
-                raise api_error(e, f"create lease in {self.ns}") from None
-        try:
-            cur = self.kube.api.sanitize_for_serialization(
-                self.kube.call(lambda: api.read_namespaced_lease(LEASE_NAME, self.ns), "read the environment lock")
-            )
-        except ApiException as e:
-            if e.status == 404:
-                return "(released just now)"
-            raise api_error(e, f"read lease in {self.ns}") from None
+        cur = self.kube.get_lease(self.ns, LEASE_NAME)
+        if cur is None:
+            return "(released just now)"
         holder = (cur.get("spec") or {}).get("holderIdentity")
         if holder != self.identity and not expired(cur, now):
             return holder
         body = self._body(now, int((cur.get("spec") or {}).get("leaseTransitions") or 0) + 1)
         body["metadata"]["resourceVersion"] = cur["metadata"]["resourceVersion"]
-        try:
-            self.kube.call(lambda: api.replace_namespaced_lease(LEASE_NAME, self.ns, body), "take the environment lock")
-            if holder and holder != self.identity:
-                self.progress(f"took over the lock from {holder}, which stopped renewing it")
-            return None
-        except ApiException as e:
-            if e.status == 409:  # someone else won the race; re-read next round
-                return holder or "(another process)"
-            raise api_error(e, f"take over lease in {self.ns}") from None
+        if not self.kube.replace_lease(self.ns, body):
+            return holder or "(another process)"  # someone else won the race; re-read next round
+        if holder and holder != self.identity:
+            self.progress(f"took over the lock from {holder}, which stopped renewing it")
+        return None
 
     def acquire(self, sleep: Callable[[float], None] = time.sleep) -> None:
         end = time.monotonic() + self.settings.wait.total_seconds()
@@ -185,25 +170,24 @@ class Lease:
 
     def renew_once(self) -> None:
         """One renewal: ours only while we still hold it (optimistic, by resourceVersion)."""
-        api = self.kube.coordination
         timeout = max(1.0, self.settings.renew_every.total_seconds())  # never block past the next round
         try:
-            cur = self.kube.api.sanitize_for_serialization(api.read_namespaced_lease(LEASE_NAME, self.ns, _request_timeout=timeout))
+            cur = self._once.get_lease(self.ns, LEASE_NAME, timeout=timeout)
+            if cur is None:
+                self._lose("it was deleted")
+                return
             holder = holder_of(cur)
             if holder != self.identity:
                 self._lose(f"{holder or 'nobody'} holds it now")
                 return
             now = self.clock()
             cur["spec"]["renewTime"] = _fmt(now)
-            api.replace_namespaced_lease(LEASE_NAME, self.ns, cur, _request_timeout=timeout)
-            self._renewed = now
-        except ApiException as e:
-            if e.status == 404:
-                self._lose("it was deleted")
+            if not self._once.replace_lease(self.ns, cur, timeout=timeout):
+                self._failed("it changed since it was read")  # the next round reads who holds it
                 return
-            self._failed(status_message(e))
-        except (urllib3.exceptions.HTTPError, OSError) as e:
-            self._failed(type(e).__name__)
+            self._renewed = now
+        except InfrastructureError as e:
+            self._failed(e.message)
 
     def _failed(self, why: str) -> None:
         # The lease tolerates a missed renewal or two; say so each time, and give it up once it has
@@ -230,14 +214,12 @@ class Lease:
         if self._thread:
             self._thread.join(timeout=5)
         try:
-            cur = self.kube.api.sanitize_for_serialization(self.kube.coordination.read_namespaced_lease(LEASE_NAME, self.ns))
-            if holder_of(cur) == self.identity:
-                self.kube.coordination.delete_namespaced_lease(LEASE_NAME, self.ns)
-        except ApiException:
-            pass  # namespace gone (teardown) or lease already taken over: nothing to release
-        except (urllib3.exceptions.HTTPError, OSError) as e:
+            cur = self._once.get_lease(self.ns, LEASE_NAME)  # None: the namespace is gone (teardown)
+            if cur is not None and holder_of(cur) == self.identity:  # else taken over: not ours to delete
+                self._once.delete_lease(self.ns, LEASE_NAME)
+        except InfrastructureError as e:
             # Never hide the stage's own outcome; the lease expires by itself after `duration`.
-            log.warning("could not release the lock of %s (%s); it expires by itself", self.ns, type(e).__name__)
+            log.warning("could not release the lock of %s (%s); it expires by itself", self.ns, redact(e.message))
 
     def __enter__(self) -> "Lease":
         self.acquire()

@@ -2,7 +2,7 @@
 
 Seed steps and test suites use it to talk to a database or HTTP service inside the environment
 from the CI runner, which cannot reach cluster addresses. Every accepted local connection gets its
-own port-forward stream (`kubernetes.stream.portforward`), relayed by a small thread pair, so a
+own port-forward stream (`Kube.port_forward`), relayed by a small thread pair, so a
 client that opens several connections (a connection pool, HTTP keep-alive failing over) just works.
 
 Choosing the pod behind a Service is a pure function (`service_target`), unit-tested on real
@@ -18,26 +18,11 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from kubernetes import client
-from kubernetes.client.exceptions import ApiException
-from kubernetes.stream import portforward as _portforward
-
-from envci.errors import ConfigError, InfrastructureError, NotReadyError
-from envci.kube.client import Kube, api_error
+from envci.errors import ConfigError, NotReadyError
+from envci.kube.client import ForwardStream, Kube
 from envci.redact import redact
 
 log = logging.getLogger("envci.kube.portforward")
-
-# The streaming helpers of the Kubernetes client swap `call_api` on the ApiClient they are given
-# for the duration of the call. On a shared client that would route another thread's request (the
-# lease renewal, say) through a websocket, so every stream gets a private ApiClient and the swap is
-# serialised.
-STREAM_LOCK = threading.Lock()
-
-
-def stream_core(kube: Kube) -> client.CoreV1Api:
-    """A CoreV1Api on a private ApiClient, safe to hand to `kubernetes.stream` helpers."""
-    return client.CoreV1Api(client.ApiClient(kube.api.configuration))
 
 
 @dataclass(frozen=True)
@@ -169,19 +154,9 @@ class PortForward:
             except OSError:
                 pass
 
-    def open_stream(self) -> Any:
+    def open_stream(self) -> ForwardStream:
         """One port-forward stream to the pod: an object with `.socket(port)` and `.error(port)`."""
-        core = stream_core(self.kube)
-        try:
-            with STREAM_LOCK:
-                return _portforward(core.connect_get_namespaced_pod_portforward, self.pod, self.namespace, ports=str(self.port))
-        except ApiException as e:
-            raise api_error(e, f"port-forward to pod {self.namespace}/{self.pod}:{self.port}") from None
-        except Exception as e:  # noqa: BLE001 - websocket errors have many types; all mean "cannot reach"
-            raise InfrastructureError(
-                f"cannot port-forward to pod {self.namespace}/{self.pod}:{self.port}: {redact(str(e))[:300]}",
-                hint="check that the pod is running and that your credentials allow pods/portforward",
-            ) from None
+        return self.kube.port_forward(self.namespace, self.pod, self.port)
 
     def _accept(self) -> None:
         assert self._server is not None

@@ -9,19 +9,12 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import yaml
-from kubernetes.client.exceptions import ApiException
-from kubernetes.stream import stream
-
 from envci.config.model import ExecSeed
 from envci.durations import parse_duration
 from envci.errors import InfrastructureError
-from envci.kube.client import api_error
-from envci.kube.portforward import STREAM_LOCK, stream_core
-from envci.redact import redact, truncate
+from envci.redact import redact
 from envci.seeders.base import SeedContext, SeedError, StepResult, ready_pod
 
-ERROR_CHANNEL = 3
 _EXIT_STATUS = re.compile(r"exit (?:status|code) (\d+)")
 
 
@@ -56,31 +49,11 @@ def run(step: ExecSeed, ctx: SeedContext) -> StepResult:
         raise ctx.config_error(f"pod {name} has no container {step.container!r} (containers: {', '.join(containers)})", "container")
     timeout = parse_duration(step.timeout).total_seconds()
     ctx.progress(f"exec in {ctx.namespace}/{name} ({container}): {redact(' '.join(step.exec))[:200]}")
-    core = stream_core(ctx.kube)
-    try:
-        with STREAM_LOCK:
-            resp = stream(
-                core.connect_get_namespaced_pod_exec, name, ctx.namespace, command=list(step.exec), container=container,
-                stdin=False, stdout=True, stderr=True, tty=False, _preload_content=False,
-            )
-        resp.run_forever(timeout=timeout)
-        still_running = resp.is_open()
-        if still_running:
-            resp.close()
-            code: int | None = None
-        else:
-            raw = resp.read_channel(ERROR_CHANNEL, timeout=0)
-            code = exit_code(yaml.safe_load(raw) if raw else None)
-            if code is None:  # the stream closed without a Status: treat as a lost connection
-                raise InfrastructureError(f"exec in pod {ctx.namespace}/{name}: the connection closed before the command's exit status arrived")
-        output = resp.read_all()
-    except ApiException as e:
-        raise api_error(e, f"exec in pod {ctx.namespace}/{name}") from None
-    except Exception as e:  # noqa: BLE001 - websocket failures have many types
-        if isinstance(e, InfrastructureError):
-            raise
-        raise InfrastructureError(f"exec in pod {ctx.namespace}/{name} failed: {truncate(redact(str(e)), 300)}") from None
-    text = redact(output if isinstance(output, str) else output.decode(errors="replace"))
+    result = ctx.kube.exec(ctx.namespace, name, step.exec, container=container, timeout=timeout)
+    code = exit_code(result.status) if result.finished else None
+    if result.finished and code is None:  # the stream closed without a Status: treat as a lost connection
+        raise InfrastructureError(f"exec in pod {ctx.namespace}/{name}: the connection closed before the command's exit status arrived")
+    text = redact(result.output)
     if code != 0:
         why = f"did not finish within {step.timeout}" if code is None else f"exited with code {code}"
         raise SeedError(

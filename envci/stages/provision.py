@@ -63,7 +63,7 @@ def api_scope(kube: Kube) -> Scope:
 
     def scope(api_version: str, kind: str) -> bool | None:
         try:
-            return bool(kube.resource(api_version, kind).namespaced)
+            return kube.is_namespaced(api_version, kind)
         except ConfigError:
             return None  # not served yet: a chart installed earlier in this run may bring the CRD
 
@@ -76,7 +76,7 @@ def apply_manifests(kube: Kube, cfg: LoadedConfig, comp: Component) -> list[str]
         for obj in file_objects(cfg, comp, source):
             kind, name = obj["kind"], obj["metadata"]["name"]
             try:
-                res = kube.resource(obj["apiVersion"], kind)
+                namespaced = kube.is_namespaced(obj["apiVersion"], kind)
             except ConfigError as e:  # no such API: name the object and where it came from
                 raise ConfigError(
                     f"component {comp.name}: {kind} {name}: {e.detail}",
@@ -84,7 +84,7 @@ def apply_manifests(kube: Kube, cfg: LoadedConfig, comp: Component) -> list[str]
                     hint=f"install the CustomResourceDefinition of {kind} first (in a chart's crds/ folder, or in a component "
                     f"that {comp.name} depends_on), or check apiVersion and kind",
                 ) from None
-            if not res.namespaced:  # a CRD installed during this run: unknown to the check before it
+            if not namespaced:  # a CRD installed during this run: unknown to the check before it
                 raise cluster_scoped(comp.name, obj, source)
             kube.apply(obj, cfg.identity.namespace)
             names.append(f"{kind}/{name}")

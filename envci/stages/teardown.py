@@ -22,6 +22,7 @@ from envci.manifests import HELM_RELEASE_ANNOTATION
 from envci.output import Reporter
 
 Sleep = Callable[[float], None]
+Clock = Callable[[], float]
 
 
 def find_namespace(kube: Kube, *, namespace: str | None = None, name: str | None = None) -> dict[str, Any] | None:
@@ -111,6 +112,7 @@ def teardown(
     wait: bool = True,
     helm_factory: Callable[[], Helm] | None = None,
     sleep: Sleep = time.sleep,
+    clock: Clock = time.monotonic,
 ) -> dict[str, Any]:
     ns = find_namespace(kube, namespace=namespace, name=name)
     label = name or namespace
@@ -147,7 +149,7 @@ def teardown(
             lease.release()
     if not wait:
         return {"name": env_name, "namespace": ns_name, "deleted": True, "existed": True}
-    gone = _wait_gone(kube, ns_name, timeout, rep, sleep, force=force)
+    gone = _wait_gone(kube, ns_name, timeout, rep, sleep, clock, force=force)
     if not gone:
         reasons = stuck_reasons(kube, kube.namespace(ns_name) or ns)
         raise InfrastructureError(
@@ -190,23 +192,23 @@ def _delete_external(ns: dict[str, Any], *, state: st.EnvState | None, rep: Repo
         external.delete(item)
 
 
-def _wait_gone(kube: Kube, ns_name: str, timeout: float, rep: Reporter, sleep: Sleep, *, force: bool) -> bool:
-    end = time.monotonic() + timeout
+def _wait_gone(kube: Kube, ns_name: str, timeout: float, rep: Reporter, sleep: Sleep, clock: Clock, *, force: bool) -> bool:
+    end = clock() + timeout
     forced = False
-    next_note = time.monotonic() + 10
-    while time.monotonic() < end:
+    next_note = clock() + 10
+    while clock() < end:
         cur = kube.namespace(ns_name)
         if cur is None:
             return True
-        if force and not forced and time.monotonic() > end - timeout + 5:
+        if force and not forced and clock() > end - timeout + 5:
             forced = True
             for obj in objects_with_finalizers(kube, ns_name):
                 if (obj["metadata"].get("labels") or {}).get("envci.io/component") or _owned_by_envci(obj):
                     rep.progress(f"  --force: removing finalizers {obj['metadata']['finalizers']} from {obj['kind']}/{obj['metadata']['name']}")
                     kube.patch_merge(obj["apiVersion"], obj["kind"], obj["metadata"]["name"], {"metadata": {"finalizers": None}}, ns_name)
-        if time.monotonic() > next_note:
+        if clock() > next_note:
             rep.progress(f"  still terminating: {'; '.join(stuck_reasons(kube, cur)) or 'waiting for the namespace controller'}")
-            next_note = time.monotonic() + 15
+            next_note = clock() + 15
         sleep(0.5)
     return False
 

@@ -20,14 +20,11 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-import urllib3
-from kubernetes.client.exceptions import ApiException
-
 from envci.config.model import JobSuite, SuiteJob
 from envci.durations import parse_duration
 from envci.errors import InfrastructureError
 from envci.kube import jobs
-from envci.kube.client import Kube, status_message
+from envci.kube.client import Kube
 from envci.redact import redact
 from envci.report import junit
 from envci.report.model import Case, SuiteResult
@@ -176,14 +173,11 @@ def results(suite: JobSuite, result: jobs.JobResult, log: str, pod: str) -> tupl
 
 def read_log(kube: Kube, namespace: str, pod: str) -> str:
     """The whole log of the pod's test container (up to LOG_LIMIT_BYTES), redacted."""
-    try:
-        text = kube.core.read_namespaced_pod_log(pod, namespace, container=CONTAINER, limit_bytes=LOG_LIMIT_BYTES, _request_timeout=60)
-    except ApiException as e:
-        raise InfrastructureError(f"cannot read the log of pod {namespace}/{pod}: {status_message(e)}",
-                                  hint="the pod may have been deleted; run the suite again") from None
-    except (urllib3.exceptions.HTTPError, OSError) as e:
-        raise InfrastructureError(f"cannot read the log of pod {namespace}/{pod}: {e}") from None
-    return redact(text or "")
+    text = kube.read_log(namespace, pod, CONTAINER, limit_bytes=LOG_LIMIT_BYTES, timestamps=False)
+    if text is None:
+        raise InfrastructureError(f"cannot read the log of pod {namespace}/{pod}: the pod or its container is gone",
+                                  hint="the pod may have been deleted; run the suite again")
+    return redact(text)
 
 
 def run(suite: JobSuite, ctx: SuiteContext) -> SuiteResult:

@@ -6,12 +6,10 @@ import io
 import textwrap
 from datetime import datetime, timezone
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any
 
 import pytest
+from fakekube import FakeKube  # tests/ is on sys.path
 
-from envci import errors
 from envci.cli import main
 from envci.config.loader import load_config
 from envci.errors import ConfigErrors, EnvciError, ExitCode, OwnershipError, PublishError
@@ -42,31 +40,6 @@ def app(tmp_path: Path, **files: str) -> Path:
     return p
 
 
-class Cluster:
-    """Discovery and namespaces, and a record of every change asked for."""
-
-    SCOPES = {"Deployment": True, "ClusterRole": False}
-
-    def __init__(self, namespace: dict[str, Any] | None = None) -> None:
-        self.ns = namespace
-        self.changes: list[str] = []
-
-    def resource(self, api_version: str, kind: str) -> Any:
-        if kind not in self.SCOPES:
-            raise errors.ConfigError(f"the cluster has no API for {kind}")
-        return SimpleNamespace(namespaced=self.SCOPES[kind])
-
-    def namespace(self, name: str) -> dict[str, Any] | None:
-        return self.ns
-
-    def namespaces(self, label_selector: str) -> list[dict[str, Any]]:
-        return []
-
-    def apply(self, obj: dict[str, Any], namespace: str | None) -> dict[str, Any]:
-        self.changes.append(f"apply {obj['kind']}")
-        return obj
-
-
 def test_publish_and_ownership_errors_belong_to_the_one_hierarchy() -> None:
     assert issubclass(PublishError, EnvciError) and issubclass(OwnershipError, EnvciError)
     assert OwnershipError("x").exit_code == ExitCode.BAD_INPUT
@@ -74,10 +47,11 @@ def test_publish_and_ownership_errors_belong_to_the_one_hierarchy() -> None:
 
 def test_a_namespace_envci_did_not_create_is_bad_input_not_a_flaky_cluster(tmp_path: Path) -> None:
     cfg = load_config(app(tmp_path, web=DEPLOYMENT), CiContext(system="local"), env_override="x")
-    kube = Cluster({"metadata": {"name": "envci-x", "labels": {"team": "payments"}}})
+    kube = FakeKube()
+    kube.add({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "envci-x", "labels": {"team": "payments"}}})
     with pytest.raises(OwnershipError) as ei:
         ensure_namespace(kube, cfg, now=NOW)  # type: ignore[arg-type]
-    assert ei.value.exit_code == 2 and "--env" in (ei.value.hint or "") and kube.changes == []
+    assert ei.value.exit_code == 2 and "--env" in (ei.value.hint or "") and kube.calls == []
     with pytest.raises(OwnershipError) as ei2:
         find_namespace(kube, namespace="envci-x")  # type: ignore[arg-type]
     assert "refusing to delete it" in ei2.value.message and ei2.value.exit_code == 2
@@ -85,10 +59,10 @@ def test_a_namespace_envci_did_not_create_is_bad_input_not_a_flaky_cluster(tmp_p
 
 def test_a_cluster_scoped_manifest_is_refused_before_provision_changes_anything(tmp_path: Path) -> None:
     cfg = load_config(app(tmp_path, web=DEPLOYMENT, rbac=CLUSTER_ROLE), CiContext(system="local"), env_override="x")
-    kube = Cluster()
+    kube = FakeKube()
     with pytest.raises(ConfigErrors) as ei:
         provision(cfg, kube, Reporter(err=io.StringIO()))  # type: ignore[arg-type]
-    assert kube.changes == []
+    assert kube.calls == []
     (err,) = ei.value.errors
     assert err.exit_code == 2 and err.file == str(tmp_path / "k8s" / "rbac.yaml")
     assert "ClusterRole web-reader is cluster-scoped" in err.message and err.hint
@@ -96,8 +70,8 @@ def test_a_cluster_scoped_manifest_is_refused_before_provision_changes_anything(
 
 def test_a_kind_the_cluster_does_not_serve_yet_is_left_to_apply_time(tmp_path: Path) -> None:
     cfg = load_config(app(tmp_path, web=DEPLOYMENT, widget=WIDGET), CiContext(system="local"), env_override="x")
-    assert api_scope(Cluster())("example.com/v1", "Widget") is None  # type: ignore[arg-type]
-    check_components(cfg, api_scope(Cluster()))  # type: ignore[arg-type]  # no error: the CRD may come later
+    assert api_scope(FakeKube())("example.com/v1", "Widget") is None  # type: ignore[arg-type]
+    check_components(cfg, api_scope(FakeKube()))  # type: ignore[arg-type]  # no error: the CRD may come later
 
 
 def test_broken_manifest_files_are_all_reported_at_once_with_their_file_and_line(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fakekube import FakeKube  # tests/ is on sys.path
 
 from envci.config.loader import env_secret_resolver, load_config
 from envci.config.model import JobSuite
@@ -145,33 +146,11 @@ def test_without_secrets_no_secret_object_is_made(cfg: Any) -> None:
 # --- run_job applies the Secret before the Job -------------------------------------------------
 
 
-class Recorder:
-    """The calls run_job makes when no earlier Job exists and the new one completes at once."""
-
-    def __init__(self) -> None:
-        from kubernetes import client
-
-        self.api = client.ApiClient()  # never called: the Job has completed by the first read
-        self.applied: list[str] = []
-        self.reads = 0
-
-    def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
-        self.reads += 1
-        if self.reads == 1:
-            return None  # no earlier Job
-        return {"metadata": {"name": name, "uid": "u1"}, "status": {"conditions": [{"type": "Complete", "status": "True"}]}}
-
-    def apply(self, obj: dict[str, Any], namespace: str | None) -> dict[str, Any]:
-        self.applied.append(f"{obj['kind']}/{obj['metadata']['name']}")
-        return obj
-
-    def list(self, *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
-        return []
-
-
 def test_run_job_applies_the_secret_before_the_job() -> None:
-    kube = Recorder()
+    kube = FakeKube()
+    kube.add({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "ns"}})
+    kube.at(1, lambda k: k.set_status("Job", "load", "ns", {"conditions": [{"type": "Complete", "status": "True"}]}))
     obj = job_object("load", image="app:1", env={"URL": "x"}, secret_env={"URL": "load-env"})
     secret = env_secret_object("load-env", {"URL": "x"}, {})
-    result = run_job(kube, "ns", obj, timeout=10, secret=secret, log_lines=0)  # type: ignore[arg-type]
-    assert result.succeeded and kube.applied == ["Secret/load-env", "Job/load"]
+    result = run_job(kube, "ns", obj, timeout=10, secret=secret, log_lines=0, clock=kube.monotonic)  # type: ignore[arg-type]
+    assert result.succeeded and kube.calls == ["apply Secret/load-env", "apply Job/load"]

@@ -1,4 +1,5 @@
-"""The environment's lease: released whatever fails, and a holder that lost it can tell."""
+"""The environment's lease, on the fake adapter: taken, renewed, fought over, lost, and released
+whatever fails."""
 
 from __future__ import annotations
 
@@ -12,77 +13,26 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from kubernetes.client.exceptions import ApiException
+from fakekube import FakeKube  # tests/ is on sys.path
 
-from envci.errors import EnvciError, InfrastructureError, LeaseLostError
-from envci.kube.lease import Lease, LeaseSettings, unrenewed_too_long
+from envci.errors import EnvciError, InfrastructureError, LeaseLostError, LockedError
+from envci.kube.lease import LEASE_NAME, Lease, LeaseSettings, unrenewed_too_long
 from envci.output import Reporter
 from envci.stages.teardown import teardown
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
-SETTINGS = LeaseSettings(duration=timedelta(seconds=30), renew_every=timedelta(seconds=10), wait=timedelta(seconds=1))
+NS = "envci-shop-pr-1"
+SETTINGS = LeaseSettings(duration=timedelta(seconds=30), renew_every=timedelta(seconds=10), wait=timedelta(seconds=0))
+UNREACHABLE = InfrastructureError("cannot reach the Kubernetes API to read lease in envci-shop-pr-1 after 1 attempts: ConnectionRefusedError")
 
 
-class Coordination:
-    """The four Lease calls, with resourceVersion conflicts, and a failure to inject."""
-
-    def __init__(self) -> None:
-        self.lease: dict[str, Any] | None = None
-        self.fail: Exception | None = None
-
-    def _check(self) -> None:
-        if self.fail is not None:
-            raise self.fail
-
-    def create_namespaced_lease(self, ns: str, body: dict[str, Any], **kw: Any) -> dict[str, Any]:
-        self._check()
-        if self.lease is not None:
-            raise ApiException(status=409)
-        self.lease = copy.deepcopy(body)
-        self.lease["metadata"]["resourceVersion"] = "1"
-        return self.lease
-
-    def read_namespaced_lease(self, name: str, ns: str, **kw: Any) -> dict[str, Any]:
-        self._check()
-        if self.lease is None:
-            raise ApiException(status=404)
-        return copy.deepcopy(self.lease)
-
-    def replace_namespaced_lease(self, name: str, ns: str, body: dict[str, Any], **kw: Any) -> dict[str, Any]:
-        self._check()
-        if self.lease is None or body["metadata"]["resourceVersion"] != self.lease["metadata"]["resourceVersion"]:
-            raise ApiException(status=409)
-        self.lease = copy.deepcopy(body)
-        self.lease["metadata"]["resourceVersion"] = str(int(body["metadata"]["resourceVersion"]) + 1)
-        return self.lease
-
-    def delete_namespaced_lease(self, name: str, ns: str, **kw: Any) -> None:
-        self._check()
-        self.lease = None
-
-
-class Cluster:
-    """Just enough of Kube for the lease and teardown: one managed namespace, nothing else."""
-
-    def __init__(self, external: list[dict[str, str]] | None = None) -> None:
-        self.coordination = Coordination()
-        self.api = SimpleNamespace(sanitize_for_serialization=copy.deepcopy)
-        self.ns = {"metadata": {"name": "envci-shop-pr-1", "labels": {"envci.io/managed": "true", "envci.io/env": "shop-pr-1"},
-                                "annotations": {"envci.io/external": json.dumps(external or [])}}}
-        self.deleted: list[str] = []
-
-    def call(self, fn: Any, doing: str) -> Any:
-        return fn()
-
-    def namespace(self, name: str) -> dict[str, Any] | None:
-        return self.ns
-
-    def get(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-    def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> bool:
-        self.deleted.append(f"{kind}/{name}")
-        return True
+def cluster(external: list[dict[str, str]] | None = None) -> FakeKube:
+    """One managed namespace, as provision leaves it, with its external resources on record."""
+    kube = FakeKube()
+    kube.add({"apiVersion": "v1", "kind": "Namespace", "metadata": {
+        "name": NS, "labels": {"envci.io/managed": "true", "envci.io/env": "shop-pr-1"},
+        "annotations": {"envci.io/external": json.dumps(external or [])}}})
+    return kube
 
 
 def no_helm() -> Any:
@@ -97,31 +47,105 @@ class Clock:
         return self.now
 
 
-def held(kube: Cluster, clock: Clock | None = None) -> Lease:
-    lease = Lease(kube, "envci-shop-pr-1", "seed", settings=SETTINGS, clock=clock or Clock())  # type: ignore[arg-type]
+def lease_of(kube: FakeKube) -> dict[str, Any]:
+    lease = kube.get_lease(NS, LEASE_NAME)
+    assert lease is not None
+    return lease
+
+
+def held(kube: FakeKube, clock: Clock | None = None, stage: str = "seed") -> Lease:
+    lease = Lease(kube, NS, stage, settings=SETTINGS, clock=clock or Clock())  # type: ignore[arg-type]
     assert lease._try_acquire() is None
     return lease
 
 
+def test_a_lease_held_by_a_live_stage_is_not_taken() -> None:
+    kube = cluster()
+    first = held(kube, stage="provision")
+    second = Lease(kube, NS, "teardown", settings=SETTINGS, clock=Clock())  # type: ignore[arg-type]
+    assert second._try_acquire() == first.identity
+    with pytest.raises(LockedError) as ei:
+        second.acquire(sleep=lambda s: None)
+    assert first.identity in ei.value.message and ei.value.exit_code == 4
+    assert lease_of(kube)["spec"]["holderIdentity"] == first.identity
+
+
+def test_a_lease_its_holder_stopped_renewing_is_taken_over_and_counted() -> None:
+    kube, clock = cluster(), Clock()
+    dead = held(kube, clock, stage="provision")
+    clock.now = T0 + timedelta(seconds=31)
+    said: list[str] = []
+    taker = Lease(kube, NS, "teardown", settings=SETTINGS, clock=clock, progress=said.append)  # type: ignore[arg-type]
+    assert taker._try_acquire() is None
+    spec = lease_of(kube)["spec"]
+    assert (spec["holderIdentity"], spec["leaseTransitions"]) == (taker.identity, 1)
+    assert said == [f"took over the lock from {dead.identity}, which stopped renewing it"]
+
+
+def test_of_two_takers_of_an_expired_lease_only_one_wins(monkeypatch: pytest.MonkeyPatch) -> None:
+    kube, clock = cluster(), Clock()
+    held(kube, clock, stage="provision")
+    clock.now = T0 + timedelta(seconds=31)
+    read = kube.get_lease
+
+    def and_another_takes_it(namespace: str, name: str, **kw: Any) -> dict[str, Any] | None:
+        cur = read(namespace, name, **kw)
+        other = copy.deepcopy(cur)
+        assert other is not None
+        other["spec"]["holderIdentity"] = "other-runner/9/seed"
+        assert kube.replace_lease(namespace, other)  # between our read and our replace
+        return cur
+
+    monkeypatch.setattr(kube, "get_lease", and_another_takes_it)
+    loser = Lease(kube, NS, "teardown", settings=SETTINGS, clock=clock)  # type: ignore[arg-type]
+    assert loser._try_acquire() is not None  # the conflict: it waits for the next round
+    assert lease_of(kube)["spec"]["holderIdentity"] == "other-runner/9/seed"
+
+
 def test_a_renewal_moves_renew_time_and_keeps_the_lease() -> None:
-    kube, clock = Cluster(), Clock()
+    kube, clock = cluster(), Clock()
     lease = held(kube, clock)
     clock.now = T0 + timedelta(seconds=10)
     lease.renew_once()
-    assert kube.coordination.lease and kube.coordination.lease["spec"]["renewTime"].startswith("2026-01-01T12:00:10")
+    assert lease_of(kube)["spec"]["renewTime"].startswith("2026-01-01T12:00:10")
     assert not lease.lost.is_set()
     lease.check()
 
 
-def test_failed_renewals_are_logged_and_the_lease_counts_as_lost_once_it_could_have_expired(caplog: pytest.LogCaptureFixture) -> None:
-    kube, clock = Cluster(), Clock()
+def test_a_renewal_that_conflicts_keeps_trying_and_then_sees_the_new_holder(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    kube, clock = cluster(), Clock()
     lease = held(kube, clock)
-    kube.coordination.fail = ConnectionRefusedError()
+    read = kube.get_lease
+
+    def and_another_takes_it(namespace: str, name: str, **kw: Any) -> dict[str, Any] | None:
+        cur = read(namespace, name, **kw)
+        other = copy.deepcopy(cur)
+        assert other is not None
+        other["spec"]["holderIdentity"] = "other-runner/42/provision"
+        kube.replace_lease(namespace, other)
+        return cur
+
+    monkeypatch.setattr(kube, "get_lease", and_another_takes_it)
+    clock.now = T0 + timedelta(seconds=10)
+    with caplog.at_level(logging.WARNING, logger="envci.lease"):
+        lease.renew_once()
+    assert "could not renew the lock of envci-shop-pr-1 (it changed since it was read)" in caplog.text
+    assert not lease.lost.is_set()
+    monkeypatch.setattr(kube, "get_lease", read)
+    lease.renew_once()
+    assert lease.lost.is_set() and "other-runner/42/provision holds it now" in lease.lost_reason
+
+
+def test_failed_renewals_are_logged_and_the_lease_counts_as_lost_once_it_could_have_expired(caplog: pytest.LogCaptureFixture) -> None:
+    kube, clock = cluster(), Clock()
+    lease = held(kube, clock)
+    kube.fail("get_lease", UNREACHABLE)
     with caplog.at_level(logging.WARNING, logger="envci.lease"):
         for seconds in (10, 20):
             clock.now = T0 + timedelta(seconds=seconds)
             lease.renew_once()
-        assert "could not renew the lock of envci-shop-pr-1 (ConnectionRefusedError)" in caplog.text
+        assert "could not renew the lock of envci-shop-pr-1 (cannot reach the Kubernetes API" in caplog.text
+        assert "ConnectionRefusedError" in caplog.text
         assert not lease.lost.is_set()  # two missed renewals: still within the lease's 30 s
         clock.now = T0 + timedelta(seconds=30)
         lease.renew_once()
@@ -132,21 +156,22 @@ def test_failed_renewals_are_logged_and_the_lease_counts_as_lost_once_it_could_h
 
 
 def test_a_lease_another_process_took_over_is_lost_and_not_renewed_for_it() -> None:
-    kube = Cluster()
+    kube = cluster()
     lease = held(kube)
-    assert kube.coordination.lease is not None
-    kube.coordination.lease["spec"]["holderIdentity"] = "other-runner/42/provision"
+    other = lease_of(kube)
+    other["spec"]["holderIdentity"] = "other-runner/42/provision"
+    assert kube.replace_lease(NS, other)
     lease.renew_once()
     assert lease.lost.is_set() and "other-runner/42/provision holds it now" in lease.lost_reason
-    assert kube.coordination.lease["spec"]["holderIdentity"] == "other-runner/42/provision"
+    assert lease_of(kube)["spec"]["holderIdentity"] == "other-runner/42/provision"
 
 
 def test_a_deleted_lease_is_lost() -> None:
-    kube = Cluster()
+    kube = cluster()
     lease = held(kube)
-    kube.coordination.lease = None
+    kube.delete_lease(NS, LEASE_NAME)
     lease.renew_once()
-    assert lease.lost.is_set()
+    assert lease.lost.is_set() and lease.lost_reason == "it was deleted"
 
 
 def test_unrenewed_too_long_is_the_lease_duration() -> None:
@@ -154,25 +179,42 @@ def test_unrenewed_too_long_is_the_lease_duration() -> None:
     assert unrenewed_too_long(T0, T0 + timedelta(seconds=30), timedelta(seconds=30))
 
 
-def test_release_never_raises_over_the_stages_own_outcome() -> None:
-    kube = Cluster()
+def test_release_deletes_only_a_lease_still_ours() -> None:
+    kube = cluster()
     lease = held(kube)
-    kube.coordination.fail = ConnectionResetError()
     lease.release()
+    assert kube.get_lease(NS, LEASE_NAME) is None
+    mine, theirs = held(kube), Lease(kube, NS, "provision", settings=SETTINGS, clock=Clock())  # type: ignore[arg-type]
+    other = lease_of(kube)
+    other["spec"]["holderIdentity"] = theirs.identity
+    kube.replace_lease(NS, other)
+    mine.release()
+    assert lease_of(kube)["spec"]["holderIdentity"] == theirs.identity
+
+
+def test_release_never_raises_over_the_stages_own_outcome(caplog: pytest.LogCaptureFixture) -> None:
+    kube = cluster()
+    lease = held(kube)
+    kube.fail("get_lease", UNREACHABLE)
+    with caplog.at_level(logging.WARNING, logger="envci.lease"):
+        lease.release()
+    assert "could not release the lock of envci-shop-pr-1" in caplog.text and "it expires by itself" in caplog.text
 
 
 def test_teardown_releases_the_lease_and_stops_renewing_when_an_external_delete_fails() -> None:
-    kube = Cluster(external=[{"type": "no-such-kind", "name": "x"}])  # external.delete raises for it
+    kube = cluster(external=[{"type": "no-such-kind", "name": "x"}])  # external.delete raises for it
     with pytest.raises(InfrastructureError, match="do not know how to delete external resource"):
-        teardown(kube, Reporter(err=io.StringIO()), namespace="envci-shop-pr-1", helm_factory=no_helm)  # type: ignore[arg-type]
-    assert kube.coordination.lease is None  # released
+        teardown(kube, Reporter(err=io.StringIO()), namespace=NS, helm_factory=no_helm)  # type: ignore[arg-type]
+    assert "create Lease/envci-lock" in kube.calls
+    assert kube.get_lease(NS, LEASE_NAME) is None  # released
     renewers = [t for t in threading.enumerate() if t.name == "envci-lease"]
     assert not any(t.is_alive() for t in renewers)
-    assert kube.deleted == []  # the namespace stays for a retry: its record still names the resource
+    assert kube.namespace(NS) is not None  # the namespace stays for a retry: its record still names the resource
+    assert "delete Namespace/envci-shop-pr-1" not in kube.calls
 
 
 def test_teardown_does_not_delete_a_namespace_another_stage_took_over(monkeypatch: pytest.MonkeyPatch) -> None:
-    kube = Cluster()
+    kube = cluster()
 
     def acquire_then_lose(self: Lease, sleep: Any = None) -> None:
         assert self._try_acquire() is None
@@ -180,8 +222,8 @@ def test_teardown_does_not_delete_a_namespace_another_stage_took_over(monkeypatc
 
     monkeypatch.setattr(Lease, "acquire", acquire_then_lose)
     with pytest.raises(LeaseLostError):
-        teardown(kube, Reporter(err=io.StringIO()), namespace="envci-shop-pr-1", helm_factory=no_helm)  # type: ignore[arg-type]
-    assert kube.deleted == []
+        teardown(kube, Reporter(err=io.StringIO()), namespace=NS, helm_factory=no_helm)  # type: ignore[arg-type]
+    assert kube.namespace(NS) is not None and "delete Namespace/envci-shop-pr-1" not in kube.calls
 
 
 def test_seed_stops_before_the_next_step_once_the_lease_is_lost(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -205,8 +247,8 @@ def test_seed_stops_before_the_next_step_once_the_lease_is_lost(monkeypatch: pyt
     monkeypatch.setattr(seed_stage, "seeder", fake_seeder)
     monkeypatch.setattr(seed_stage, "_record", lambda *a: None)
     monkeypatch.setattr(seed_stage.st, "load", lambda kube, ns: None)
-    cfg = SimpleNamespace(identity=SimpleNamespace(name="shop-pr-1", namespace="envci-shop-pr-1", app="shop"))
+    cfg = SimpleNamespace(identity=SimpleNamespace(name="shop-pr-1", namespace=NS, app="shop"))
     steps = [(0, SimpleNamespace(job="a")), (1, SimpleNamespace(job="b"))]
     with pytest.raises(LeaseLostError):
-        seed_stage._seed_locked(cfg, Cluster(), Reporter(err=io.StringIO()), steps, still_held=still_held)  # type: ignore[arg-type]
+        seed_stage._seed_locked(cfg, cluster(), Reporter(err=io.StringIO()), steps, still_held=still_held)  # type: ignore[arg-type]
     assert ran == [0]

@@ -1,5 +1,6 @@
 """wait-ready's own decisions: which component an object belongs to, when it runs out of time, and what
-the report says, with the cluster replaced by a fake of the `Kube` adapter that serves fixture objects.
+the report says, with the cluster replaced by the fake `Kube` adapter (tests/fakekube.py) holding
+fixture objects.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fakekube import FakeKube  # tests/ is on sys.path
 
 from envci.config.loader import LoadedConfig, load_config
 from envci.errors import NotReadyError
@@ -186,36 +188,16 @@ def test_ready_when_every_counted_object_is_ready() -> None:
 # --- the stage, on a fake cluster ---------------------------------------------------------------
 
 
-class FakeKube:
-    """The part of the `Kube` adapter wait-ready uses, serving fixed objects; waiting moves the clock."""
-
-    def __init__(self, objects: list[Obj], pods: list[Obj], events: list[Obj], logs: dict[tuple[str, str, bool], str] | None = None) -> None:
-        self.objects, self._pods, self._events = objects, pods, events
-        self.logs = logs or {}
-        self.now = T0
-        self.log_calls: list[tuple[str, str | None, bool]] = []
-
-    def namespace(self, name: str) -> Obj:
-        return {"metadata": {"name": name}}
-
-    def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> Obj | None:
-        return None  # no environment record: nothing to write back
-
-    def list(self, api_version: str, kind: str, namespace: str | None = None, label_selector: str | None = None) -> list[Obj]:
-        return [o for o in self.objects if o.get("kind") == kind]
-
-    def pods(self, namespace: str) -> list[Obj]:
-        return self._pods
-
-    def events(self, namespace: str) -> list[Obj]:
-        return self._events
-
-    def log_tail(self, namespace: str, pod: str, container: str | None = None, lines: int = 20, *, previous: bool = False) -> str:
-        self.log_calls.append((pod, container, previous))
-        return self.logs.get((pod, container or "", previous), "(no logs)")
-
-    def wait_for_pod_change(self, namespace: str, seconds: int) -> None:
-        self.now += timedelta(seconds=seconds)
+def cluster(cfg: LoadedConfig, objects: list[Obj], pods: list[Obj], events: list[Obj],
+            logs: dict[tuple[str, str, bool], str] | None = None) -> FakeKube:
+    """The environment's namespace on the fake adapter, holding fixture objects; waiting moves its clock."""
+    kube = FakeKube(start=T0)
+    ns = cfg.identity.namespace
+    kube.add({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+    for obj in objects + pods + events:
+        kube.add(obj, ns)
+    kube.logs.update(logs or {})
+    return kube
 
 
 @pytest.fixture
@@ -229,14 +211,14 @@ def cfg(tmp_path: Path) -> LoadedConfig:
 def run(cfg: LoadedConfig, kube: FakeKube) -> tuple[NotReadyError, str]:
     err = io.StringIO()
     with pytest.raises(NotReadyError) as ei:
-        wait_ready(cfg, kube, Reporter(err=err), clock=lambda: kube.now)  # type: ignore[arg-type]
+        wait_ready(cfg, kube, Reporter(err=err), clock=kube.utcnow)  # type: ignore[arg-type]
     return ei.value, err.getvalue()
 
 
 def test_pending_claim_of_no_label_times_out_with_its_reason_instead_of_crashing(cfg: LoadedConfig) -> None:
-    kube = FakeKube([statefulset_with_claims(), claim()], [], load("events-pvc-no-storageclass")["items"])
+    kube = cluster(cfg, [statefulset_with_claims(), claim()], [], load("events-pvc-no-storageclass")["items"])
     e, progress = run(cfg, kube)
-    assert kube.now >= at(60)  # the component's own deadline, not the first look
+    assert kube.utcnow() >= at(60)  # the component's own deadline, not the first look
     failure = e.failures[0]
     assert (failure["component"], failure["workload"], failure["reason"]) == ("db", "PersistentVolumeClaim/data-shop-db-0", "ProvisioningFailed")
     assert 'storageclass.storage.k8s.io "fast-ssd" not found' in failure["message"]
@@ -250,14 +232,14 @@ def test_unschedulable_statefulset_reports_its_claim_alongside(cfg: LoadedConfig
     pod["metadata"].update(name="shop-db-0", labels={"app.kubernetes.io/name": "db", "app.kubernetes.io/instance": "shop"},
                            ownerReferences=[{"apiVersion": "apps/v1", "controller": True, "kind": "StatefulSet", "name": "shop-db", "uid": sts["metadata"]["uid"]}])
     pod["status"]["conditions"][0]["message"] = "0/1 nodes are available: pod has unbound immediate PersistentVolumeClaims. preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling."
-    kube = FakeKube([sts, claim()], [pod], load("events-pvc-no-storageclass")["items"])
+    kube = cluster(cfg, [sts, claim()], [pod], load("events-pvc-no-storageclass")["items"])
     e, _ = run(cfg, kube)
     assert [(f["workload"], f["reason"], bool(f.get("related"))) for f in e.failures] == [
         ("StatefulSet/shop-db", "Unschedulable", False),
         ("PersistentVolumeClaim/data-shop-db-0", "ProvisioningFailed", True),
     ]
     assert "not ready either, in the same component:" in e.message
-    assert kube.log_calls == []  # a pod that never ran has no logs to read
+    assert kube.log_reads == []  # a pod that never ran has no logs to read
 
 
 def test_crash_loop_fails_on_first_sight_with_the_crashed_instances_log(cfg: LoadedConfig) -> None:
@@ -266,10 +248,10 @@ def test_crash_loop_fails_on_first_sight_with_the_crashed_instances_log(cfg: Loa
     # Backing off after its second crash: the current instance waits, the crashed one is the previous.
     pod["status"]["containerStatuses"][0]["state"] = {"waiting": {"reason": "CrashLoopBackOff"}}
     logs = {("web-7c5ddbdf54-c4r7s", "app", True): "starting\nfatal: DATABASE_URL is not set\n"}
-    kube = FakeKube([dep], [pod], [], logs)
+    kube = cluster(cfg, [dep], [pod], [], logs)
     e, _ = run(cfg, kube)
-    assert kube.now == T0  # no waiting: the second failed start decides
-    assert kube.log_calls == [("web-7c5ddbdf54-c4r7s", "app", True)]
+    assert kube.utcnow() == T0  # no waiting: the second failed start decides
+    assert kube.log_reads == [("web-7c5ddbdf54-c4r7s", "app", True)]
     failure = e.failures[0]
     assert failure["reason"] == "CrashLoopBackOff" and "(2 failed starts, last exit code 1)" in failure["message"]
     assert failure["logs"] == {"web-7c5ddbdf54-c4r7s container app (the instance that crashed)": logs[("web-7c5ddbdf54-c4r7s", "app", True)]}
@@ -279,13 +261,13 @@ def test_crash_loop_fails_on_first_sight_with_the_crashed_instances_log(cfg: Loa
 def test_failing_readiness_probe_is_quoted_at_the_deadline(cfg: LoadedConfig) -> None:
     dep = labelled(load("deployment-rolling-out"), "db")
     pod = load("pod-readiness-failing")
-    kube = FakeKube([dep], [pod], load("events-readiness-failing")["items"], {("web-7c5ddbdf54-r9q4w", "app", False): "listening on :8080"})
+    kube = cluster(cfg, [dep], [pod], load("events-readiness-failing")["items"], {("web-7c5ddbdf54-r9q4w", "app", False): "listening on :8080"})
     e, _ = run(cfg, kube)
     failure = e.failures[0]
     assert failure["reason"] == "NotReady"
     assert failure["message"].startswith("not ready within 1m: Deployment web: ")
     assert failure["message"].endswith("container app is running but not ready: Readiness probe failed: HTTP probe failed with statuscode: 503")
-    assert kube.log_calls == [("web-7c5ddbdf54-r9q4w", "app", False)]
+    assert kube.log_reads == [("web-7c5ddbdf54-r9q4w", "app", False)]
 
 
 @pytest.mark.parametrize("reason", ["ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull"])
