@@ -162,7 +162,9 @@ def teardown(
 
 
 def _uninstall_releases(kube: Kube, namespace: str, rep: Reporter, helm_factory: Callable[[], Helm]) -> None:
-    """Helm first: charts may own cluster-scoped objects that deleting the namespace would leave."""
+    """Helm first, for the releases that own something deleting the namespace would leave (cluster-scoped
+    objects, objects elsewhere, delete hooks); the namespace deletion removes the rest with their records,
+    and a helm process for each would only slow every teardown down."""
     try:
         helm = helm_factory()
     except EnvciError as e:
@@ -170,9 +172,13 @@ def _uninstall_releases(kube: Kube, namespace: str, rep: Reporter, helm_factory:
         return
 
     async def go() -> None:
-        releases = await helm.releases(namespace)
-        for r in releases:
-            rep.progress(f"  uninstalling helm release {r['name']}")
+        releases = []
+        for r in await helm.releases(namespace):
+            if r.get("needs_uninstall", "unknown"):
+                releases.append(r)
+                rep.progress(f"  uninstalling helm release {r['name']} ({r.get('needs_uninstall', 'unknown')})")
+            else:
+                rep.progress(f"  helm release {r['name']} goes with the namespace")
         await asyncio.gather(*(helm.uninstall(r["name"], namespace) for r in releases))
 
     try:

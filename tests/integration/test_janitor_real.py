@@ -193,7 +193,7 @@ def test_the_janitor_reaps_an_expired_environment_from_a_pod_on_the_real_node(
 
         log = core.read_namespaced_pod_log(pod.metadata.name, real_namespace)  # served by the kubelet
         assert f"reaping {expired}: expired at" in log, log
-        assert "uninstalling helm release cache" in log, log  # helm ran in the pod, as the ServiceAccount
+        assert "helm release cache goes with the namespace" in log, log  # its records read in the pod, as the ServiceAccount
         assert f"reaped {expired}: expired at" in log, log
         assert kept not in log and "warning:" not in log and "error:" not in log, log
 

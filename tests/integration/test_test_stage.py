@@ -202,7 +202,7 @@ def helm_environment(real_kubeconfig: str, tmp_path: Path, monkeypatch: pytest.M
         yield {"name": cfg.identity.name, "namespace": cfg.identity.namespace, "dir": dest, "kube": kube}
     finally:
         teardown(kube, rep, namespace=cfg.identity.namespace, name=cfg.identity.name, timeout=60)
-    assert "uninstalling helm release probe" in progress.getvalue()  # found by helm on the real cluster
+    assert "helm release probe goes with the namespace" in progress.getvalue()  # its records found on the real cluster
 
 
 def test_helm_test_hooks_run_as_real_pods_and_the_failing_one_is_reported_with_its_log(

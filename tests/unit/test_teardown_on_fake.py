@@ -40,11 +40,11 @@ WIDGET = "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w}\n"
 class FakeHelm:
     """The two calls teardown makes of Helm, recorded in the adapter's call log for ordering."""
 
-    def __init__(self, calls: list[str], releases: list[str]) -> None:
-        self.calls, self.names = calls, releases
+    def __init__(self, calls: list[str], releases: list[str], *, namespaced_only: tuple[str, ...] = ()) -> None:
+        self.calls, self.names, self.namespaced_only = calls, releases, namespaced_only
 
     async def releases(self, namespace: str) -> list[dict[str, Any]]:
-        return [{"name": n} for n in self.names]
+        return [{"name": n, "needs_uninstall": None if n in self.namespaced_only else "ClusterRole r is cluster-scoped"} for n in self.names]
 
     async def uninstall(self, name: str, namespace: str) -> None:
         self.calls.append(f"helm uninstall {name}")
@@ -103,6 +103,19 @@ def test_teardown_goes_releases_then_external_resources_then_the_namespace(cfg: 
     assert deleted == ["bucket-1"]
     assert kube.calls.index("apply ConfigMap/envci-state") < kube.calls.index("helm uninstall shop-db")  # "started" is recorded first
     assert kube.namespace(ns) is None and kube.list("apps/v1", "Deployment") == []
+
+
+def test_a_release_with_only_namespaced_objects_goes_with_the_namespace_without_a_helm_process(cfg: LoadedConfig) -> None:
+    kube = FakeKube()
+    provisioned(cfg, kube)
+    helm = FakeHelm(kube.calls, ["shop-db", "shop-web"], namespaced_only=("shop-web",))
+    err = io.StringIO()
+    teardown(kube, Reporter(err=err), namespace=cfg.identity.namespace, name=cfg.identity.name, helm_factory=lambda: helm,  # type: ignore[arg-type,return-value]
+             sleep=kube.sleep, clock=kube.monotonic)
+    assert [c for c in kube.calls if c.startswith("helm")] == ["helm uninstall shop-db"]
+    assert "uninstalling helm release shop-db (ClusterRole r is cluster-scoped)" in err.getvalue()
+    assert "helm release shop-web goes with the namespace" in err.getvalue()
+    assert kube.namespace(cfg.identity.namespace) is None
 
 
 def test_external_resources_are_deleted_before_the_namespace_that_records_them(cfg: LoadedConfig, monkeypatch: pytest.MonkeyPatch) -> None:
