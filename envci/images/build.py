@@ -205,34 +205,51 @@ def _base_material(s: Sources) -> dict[str, object]:
     }
 
 
-def _customize_hook() -> str:
-    globs = " ".join(d.BASE_REMOVE)
+def _python_base_material(s: Sources) -> dict[str, object]:
+    return {
+        "suite": d.DEBIAN_SUITE, "mirror": d.DEBIAN_MIRROR, "packages": d.PYTHON_BASE_PACKAGES, "exclude": d.BASE_EXCLUDES,
+        "keep": d.BASE_KEEP, "remove": d.PYTHON_BASE_REMOVE, "uid": d.APP_UID, "hook": _customize_hook(d.PYTHON_BASE_REMOVE),
+        "hook_dirs": [d.MERGED_USR_HOOK], "mmdebstrap": _tool_version(["mmdebstrap", "--version"]),
+    }
+
+
+def _customize_hook(remove: Sequence[str] = d.BASE_REMOVE) -> str:
+    globs = " ".join(remove)
     return (
         f'cd "$1" && rm -rf -- {globs} && find etc/ssl/certs -xtype l -delete && '
         f'chroot "$1" useradd --uid {d.APP_UID} --user-group --create-home --home-dir /home/app --shell /usr/sbin/nologin app'
     )
 
 
-def _build_base(ctx: Ctx, out: Path) -> Blob:
-    rootfs = ctx.work / "rootfs.tar"
+def _mmdebstrap(ctx: Ctx, out: Path, layer: str, packages: Sequence[str], remove: Sequence[str], hook_dirs: Sequence[str] = ()) -> Blob:
+    rootfs = ctx.work / f"{layer}.tar"
     cmd = [
-        "mmdebstrap", "--variant=apt", "--format=tar", f"--include={','.join(d.BASE_PACKAGES)}",
+        "mmdebstrap", "--variant=apt", "--format=tar", f"--include={','.join(packages)}",
         "--aptopt=APT::Install-Recommends \"false\"",
+        *[f"--hook-dir={h}" for h in hook_dirs],
         *[f"--dpkgopt=path-exclude=/{p}" for p in d.BASE_EXCLUDES],
         *[f"--dpkgopt=path-include=/{p}" for p in d.BASE_KEEP],
-        f"--customize-hook={_customize_hook()}",
+        f"--customize-hook={_customize_hook(remove)}",
         d.DEBIAN_SUITE, str(rootfs), d.DEBIAN_MIRROR,
     ]
     started = time.monotonic()
-    ctx.log(f"debian-base: mmdebstrap {d.DEBIAN_SUITE} with {', '.join(d.BASE_PACKAGES)} (about a minute)")
+    ctx.log(f"{layer}: mmdebstrap {d.DEBIAN_SUITE} with {', '.join(packages)} (about a minute)")
     env = {**os.environ, "SOURCE_DATE_EPOCH": str(946684800)}
     run_tool(cmd, ctx.log, "running mmdebstrap", env=env, echo=lambda line: line.startswith(("I:", "E:", "W:")))
-    ctx.log(f"debian-base: mmdebstrap took {time.monotonic() - started:.0f} s; writing the layer")
+    ctx.log(f"{layer}: mmdebstrap took {time.monotonic() - started:.0f} s; writing the layer")
     contents = LayerContents()
     contents.add_tarball(rootfs, exclude=lambda p: p.startswith("dev/"))
     blob = write_layer(contents, out)
     rootfs.unlink()
     return blob
+
+
+def _build_base(ctx: Ctx, out: Path) -> Blob:
+    return _mmdebstrap(ctx, out, "debian-base", d.BASE_PACKAGES, d.BASE_REMOVE)
+
+
+def _build_python_base(ctx: Ctx, out: Path) -> Blob:
+    return _mmdebstrap(ctx, out, "python-base", d.PYTHON_BASE_PACKAGES, d.PYTHON_BASE_REMOVE, (d.MERGED_USR_HOOK,))
 
 
 def _build_pause(ctx: Ctx, out: Path) -> Blob:
@@ -314,6 +331,7 @@ def _build_kube_tools(ctx: Ctx, out: Path) -> Blob:
     return write_layer(c, out)
 
 
+GITHUB_STEP_SOURCE = "actions/_lib/envci_step.py"
 ENVCI_SCRIPT = b"#!/usr/bin/python3\nimport sys\n\nfrom envci.cli import main\n\nsys.exit(main())\n"
 WHEEL_PLATFORMS = ("manylinux_2_36_x86_64", "manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64", "manylinux2010_x86_64", "manylinux1_x86_64")
 """glibc wheels bookworm (glibc 2.36) can load, newest first."""
@@ -322,6 +340,7 @@ WHEEL_PLATFORMS = ("manylinux_2_36_x86_64", "manylinux_2_28_x86_64", "manylinux_
 def _envci_inputs(s: Sources) -> dict[str, object]:
     return {
         "envci": digest_tree(s.repo / "envci"),
+        "github_step": _file_or_missing(s.repo / GITHUB_STEP_SOURCE),
         "pyproject": digest_file(s.repo / "pyproject.toml"),
         "python": d.PYTHON_VERSION,
         "platforms": WHEEL_PLATFORMS,
@@ -356,6 +375,7 @@ def _build_envci(ctx: Ctx, out: Path) -> Blob:
     c = LayerContents()
     c.add_tree(site, f"usr/local/lib/python{d.PYTHON_VERSION}/dist-packages", exclude=lambda name: name in IGNORED_NAMES or name.endswith(".pyc"))
     c.add_file("usr/local/bin/envci", ENVCI_SCRIPT, mode=0o755)
+    c.add_file(d.GITHUB_STEP, repo / GITHUB_STEP_SOURCE, mode=0o644)
     return write_layer(c, out)
 
 
@@ -382,6 +402,7 @@ class LayerRecipe:
 
 LAYERS: dict[str, LayerRecipe] = {
     "debian-base": LayerRecipe(_base_material, _build_base),
+    "python-base": LayerRecipe(_python_base_material, _build_python_base),
     "pause": LayerRecipe(lambda s: {"source": digest_file(FILES / "pause.c"), "gcc": _tool_version(["gcc", "--version"])}, _build_pause),
     "busybox": LayerRecipe(lambda s: {"busybox": _file_or_missing(s.busybox_binary())}, _build_busybox),
     # The bin dir's name encodes every pinned version, so it keys the binaries without reading them.
@@ -389,7 +410,7 @@ LAYERS: dict[str, LayerRecipe] = {
     "kube-tools": LayerRecipe(lambda s: {"bin": str(s.bins()), "tools": ["helm", "kubectl"]}, _build_kube_tools),
     "postgres": LayerRecipe(lambda s: {"entrypoint": digest_file(FILES / "postgres-entrypoint.sh")}, _build_postgres),
     "demo-api": LayerRecipe(lambda s: {"tree": digest_tree(s.demo_dir())}, _build_demo_api),
-    "envci": LayerRecipe(_envci_inputs, _build_envci, version=2),
+    "envci": LayerRecipe(_envci_inputs, _build_envci, version=3),
 }
 
 
@@ -413,6 +434,22 @@ class Plan:
 
     def layer_path(self, layer: str) -> Path:
         return self.out_dir.parent / "layers" / f"{layer}-{self.layer_keys[layer]}.tar"
+
+
+def layer_sizes(p: Plan, name: str) -> dict[str, int]:
+    """Layer -> bytes, of one image of the plan as built: the uncompressed layer tars, which is what a node
+    stores for it (a layer it shares with another image counted in full). Read from the layer cache, so
+    only after `build`."""
+    found = [i for images in p.archives.values() for i in images if i.name == name]
+    if not found:
+        raise ConfigError(f"{name} is not among the images of this build", hint="plan the build with it (--only NAME)")
+    sizes = {}
+    for layer in found[0].layers:
+        path = p.layer_path(layer)
+        if not path.is_file():
+            raise ConfigError(f"layer {layer} of {name} is not built yet", file=str(path), hint="run `python -m envci.images build` first")
+        sizes[layer] = path.stat().st_size
+    return sizes
 
 
 def select(only: Sequence[str] = ()) -> dict[str, tuple[d.ImageDef, ...]]:

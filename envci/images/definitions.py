@@ -3,8 +3,11 @@
 Image names are a contract: the local cluster, the demo's charts and the tests refer to them verbatim.
 Every image is built offline (see `build`): nothing here names a registry to pull from.
 
-The Debian-based images (postgres, demo-api, envci) start from ONE base layer, so containerd stores it once
-however many of them a node runs; they travel in one archive (`bookworm.tar`) that holds the base once.
+The Debian-based images the local cluster runs (postgres, demo-api) start from ONE base layer, so containerd
+stores it once however many of them a node runs; they travel in one archive (`bookworm.tar`) that holds the
+base once. The envci image is the one users pull (the `Containerfile` at the repository's root builds it for
+registries), so it has a base of its own with nothing but Python: half the size of the shared one, which
+carries postgres, perl and ICU. It travels in `envci.tar`.
 """
 
 from __future__ import annotations
@@ -60,6 +63,28 @@ BASE_REMOVE = (
     "var/cache/ldconfig/aux-cache",
 )
 """Paths (globs, relative to the root) deleted after installation."""
+
+PYTHON_BASE_PACKAGES = ("python3", "python3-venv", "ca-certificates", "netbase")
+"""The envci image's base. `python3-venv` lets a job in the image still pip-install another envci into a
+virtualenv (what the CI wrappers do when asked for a different version than the one the image holds)."""
+
+PYTHON_BASE_REMOVE = (
+    "usr/share/i18n",
+    "var/log/*",
+    "var/cache/debconf/*-old",
+    "var/lib/dpkg/*-old",
+    "var/cache/ldconfig/aux-cache",
+)
+"""What `BASE_REMOVE` deletes that this base has too (it has no postgres, LLVM or snakeoil key)."""
+
+MERGED_USR_HOOK = "/usr/share/mmdebstrap/hooks/merged-usr"
+"""mmdebstrap's hook that lays out the merged /usr itself. Without it apt satisfies init-system-helpers'
+`usrmerge | usr-is-merged` with usrmerge, which pulls in perl: 45 MB nothing in the envci image runs.
+(The shared base keeps perl either way: postgresql-common needs it.)"""
+
+GITHUB_STEP = "usr/local/share/envci/envci_step.py"
+"""Where the envci image keeps `actions/_lib/envci_step.py`, the script the GitHub actions run, so the
+container action (`actions/docker`) gives the same outputs, annotations and masking as the others."""
 
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -121,7 +146,7 @@ IMAGES: tuple[ImageDef, ...] = (
     ),
     ImageDef(
         f"envci.local/envci:{__version__}",
-        ("debian-base", "kube-tools", "envci"),
+        ("python-base", "kube-tools", "envci"),
         ImageConfig(
             entrypoint=("envci",),
             cmd=("--help",),
@@ -129,7 +154,7 @@ IMAGES: tuple[ImageDef, ...] = (
             user=f"{APP_UID}:{APP_UID}",
             working_dir="/home/app",
         ),
-        archive="bookworm",
+        archive="envci",
         needs=("helm", "kubectl"),
     ),
 )

@@ -36,9 +36,40 @@ def test_the_image_names_other_code_relies_on() -> None:
 
 def test_debian_images_share_one_base_layer_in_one_archive() -> None:
     debian = [i for i in definitions.IMAGES if "debian-base" in i.layers]
+    assert {i.name for i in debian} == {"envci.local/postgres:15", DEMO}
     assert {i.layers[0] for i in debian} == {"debian-base"}
     assert {i.archive for i in debian} == {"bookworm"}
     assert all(set(i.layers) <= set(builder.LAYERS) for i in definitions.IMAGES)
+
+
+def test_the_envci_image_has_a_python_base_of_its_own_and_archive() -> None:
+    """What users pull: no postgres, perl or ICU under it, as the Containerfile's image has none."""
+    envci = definitions.image_named(f"envci.local/envci:{__version__}")
+    assert envci.layers == ("python-base", "kube-tools", "envci") and envci.archive == "envci"
+    assert [i.name for i in definitions.archives()["envci"]] == [envci.name]
+    assert not {"postgresql-15", "python3-psycopg"} & set(definitions.PYTHON_BASE_PACKAGES)
+    assert "python3-venv" in definitions.PYTHON_BASE_PACKAGES  # a job may still pip-install another envci
+
+
+def test_each_base_is_keyed_by_its_own_package_list(tmp_path: Path) -> None:
+    src = _sources(tmp_path)
+    base, python = (builder.LAYERS[layer].material(src) for layer in ("debian-base", "python-base"))
+    assert base["packages"] == definitions.BASE_PACKAGES and python["packages"] == definitions.PYTHON_BASE_PACKAGES
+    assert python["hook_dirs"] == [definitions.MERGED_USR_HOOK] and "hook_dirs" not in base
+
+
+def test_layer_sizes_are_those_of_the_cached_layer_tars(tmp_path: Path) -> None:
+    src = _sources(tmp_path)
+    envci = f"envci.local/envci:{__version__}"
+    p = builder.plan(src, [envci])
+    with pytest.raises(ConfigError, match="not built yet"):
+        builder.layer_sizes(p, envci)
+    for i, layer in enumerate(("python-base", "kube-tools", "envci")):
+        p.layer_path(layer).parent.mkdir(parents=True, exist_ok=True)
+        p.layer_path(layer).write_bytes(b"x" * (i + 1) * 512)
+    assert builder.layer_sizes(p, envci) == {"python-base": 512, "kube-tools": 1024, "envci": 1536}
+    with pytest.raises(ConfigError, match="not among the images"):
+        builder.layer_sizes(p, PAUSE)
 
 
 def test_non_root_images_run_as_the_app_user() -> None:
