@@ -6,6 +6,11 @@ the result into what GitHub shows: step outputs, a step summary, `::error` annot
 file, line or workload, and `::add-mask::` for credentials. envci's exit code is the step's exit
 code, so a failing test fails the job. Standard library only: it runs before envci is installed.
 
+Before the stage, two small commands prepare the install: `find-python` names a Python >= 3.11 on
+the runner (the actions run actions/setup-python only when there is none), and `prepare`, run by that
+Python, names the virtualenv and the key actions/cache keeps it under. The container action
+(actions/docker) runs this same file inside the envci image, with the envci it holds.
+
 Inputs arrive as environment variables (ENVCI_STEP_*), never spliced into a script, so a branch
 name or a PR title cannot inject shell code.
 """
@@ -16,6 +21,7 @@ import fcntl
 import hashlib
 import json
 import os
+import platform
 import re
 import shlex
 import shutil
@@ -29,6 +35,9 @@ from pathlib import Path
 from typing import Any
 
 STAGES = ("provision", "wait-ready", "seed", "test", "teardown", "status")
+MIN_PYTHON = (3, 11)
+"""envci's `requires-python`: GitHub's ubuntu-22.04 runners have 3.10, so the actions set one up."""
+PYTHON_NAMES = ("python3", "python3.13", "python3.12", "python3.11", "python")
 EXIT_MEANING = {
     0: "succeeded",
     1: "tests failed",
@@ -64,14 +73,18 @@ def workflow_command(kind: str, message: str, **props: Any) -> str:
     return f"::{kind}{(' ' + ','.join(given)) if given else ''}::{escape_data(message)}"
 
 
-def relative_file(path: str, workspace: str) -> str:
-    """Annotations need a path relative to the repository root to attach to the file."""
-    if workspace and os.path.isabs(path):
+def relative_file(path: str, workspace: str, cwd: str | None = None) -> str:
+    """Annotations need a path relative to the repository root to attach to the file. envci names
+    files as it was given them, relative to the directory it ran in (the working directory)."""
+    if workspace:
+        full = path if os.path.isabs(path) else os.path.join(cwd or os.getcwd(), path)
         try:
-            rel = os.path.relpath(path, workspace)
+            rel = os.path.relpath(full, workspace)
         except ValueError:
             return path
-        return path if rel.startswith("..") else rel
+        if not rel.startswith(".."):
+            return rel
+        return path if os.path.isabs(path) else os.path.normpath(path)
     return os.path.normpath(path)
 
 
@@ -192,11 +205,57 @@ def source_digest(source: Path) -> str:
     return h.hexdigest()[:16]
 
 
+def python_at_least(exe: str, minimum: tuple[int, int] = MIN_PYTHON) -> bool:
+    try:
+        done = subprocess.run([exe, "-c", f"import sys; sys.exit(sys.version_info[:2] < {minimum!r})"], capture_output=True, timeout=30, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return done.returncode == 0
+
+
+def find_python(env: Mapping[str, str]) -> str:
+    """A Python >= 3.11 on PATH (this one first), or "" when the runner has none."""
+    if sys.version_info[:2] >= MIN_PYTHON:
+        return sys.executable
+    for name in PYTHON_NAMES:
+        found = shutil.which(name, path=env.get("PATH"))
+        if found and python_at_least(found):
+            return found
+    return ""
+
+
+def install_root(env: Mapping[str, str]) -> tuple[str, Path]:
+    """What pip installs, and the virtualenv it goes to: in the runner's tool cache, keyed by the
+    source's content or the requirement and by this Python's version (a virtualenv is bound to its
+    interpreter), so the same key means the same install on any runner."""
+    source = Path(env.get("ENVCI_STEP_ACTION_PATH") or Path(__file__).parent).resolve().parent.parent
+    spec = install_spec(env.get("ENVCI_STEP_VERSION", ""), str(source))
+    key = source_digest(source) if spec == str(source) else hashlib.sha256(spec.encode()).hexdigest()[:16]
+    base = Path(env.get("RUNNER_TOOL_CACHE") or env.get("RUNNER_TEMP") or tempfile.gettempdir()) / "envci"
+    return spec, base / f"{key}-py{platform.python_version()}"
+
+
+def cache_key(root: Path) -> str:
+    """actions/cache key of a virtualenv: its folder's key, with the system and machine it was built on."""
+    return f"envci-{platform.system()}-{platform.machine()}-{root.name}"
+
+
+def prepare(env: Mapping[str, str]) -> dict[str, str]:
+    """Step outputs for the install: the Python to run with, and what actions/cache keeps (nothing
+    when envci-version is 'installed')."""
+    out = {"python": sys.executable, "cache-path": "", "cache-key": ""}
+    if env.get("ENVCI_STEP_VERSION", "").strip() != "installed":
+        _, root = install_root(env)
+        out.update({"cache-path": str(root), "cache-key": cache_key(root)})
+    return out
+
+
 def install(env: Mapping[str, str]) -> str:
     """Path of an envci executable of the requested version, installed once per runner and version.
 
-    The virtualenv lives in the runner's tool cache (kept between jobs on self-hosted runners),
-    keyed by what is installed; a lock keeps two jobs on one machine from installing at once.
+    The virtualenv lives in the runner's tool cache (kept between jobs on self-hosted runners, and
+    restored by actions/cache on hosted ones); a lock keeps two jobs on one machine from installing at
+    once. A restored virtualenv whose interpreter is gone is made anew.
     """
     version = env.get("ENVCI_STEP_VERSION", "").strip()
     if version == "installed":
@@ -205,17 +264,13 @@ def install(env: Mapping[str, str]) -> str:
             print(workflow_command("error", "envci-version is 'installed' but no envci is on PATH", title="envci install"), flush=True)
             raise SystemExit(4)
         return found
-    source = Path(env.get("ENVCI_STEP_ACTION_PATH") or Path(__file__).parent).resolve().parent.parent
-    spec = install_spec(version, str(source))
-    key = source_digest(source) if spec == str(source) else hashlib.sha256(spec.encode()).hexdigest()[:16]
-    base = Path(env.get("RUNNER_TOOL_CACHE") or env.get("RUNNER_TEMP") or tempfile.gettempdir()) / "envci"
-    root = base / key
+    spec, root = install_root(env)
     exe = root / "bin" / "envci"
     marker = root / ".installed"
-    base.mkdir(parents=True, exist_ok=True)
-    with open(base / f"{key}.lock", "w") as lock:
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with open(root.parent / f"{root.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if marker.exists() and exe.exists():
+        if marker.exists() and exe.exists() and (root / "bin" / "python").exists():
             return str(exe)
         print(f"::group::install envci ({spec})", flush=True)
         # System site packages: whatever the runner already has (kubernetes, pydantic, ...) is reused.
@@ -237,7 +292,9 @@ def _kubeconfig_file(env: Mapping[str, str]) -> Iterator[str | None]:
     if not content.strip():
         yield env.get("ENVCI_STEP_KUBECONFIG") or None
         return
-    fd, path = tempfile.mkstemp(prefix="envci-kubeconfig-", dir=env.get("RUNNER_TEMP") or None)
+    # RUNNER_TEMP names a folder of the runner's host, which a container action does not see.
+    temp = env.get("RUNNER_TEMP")
+    fd, path = tempfile.mkstemp(prefix="envci-kubeconfig-", dir=temp if temp and os.path.isdir(temp) else None)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:  # mkstemp: mode 0600
             f.write(content)
@@ -255,6 +312,8 @@ def _read(path: str | None) -> str:
 
 def run_stage(stage: str, env: Mapping[str, str]) -> int:
     exe = install(env)
+    if env.get("ENVCI_STEP_WORKING_DIRECTORY"):  # the container action; composite steps set their own
+        os.chdir(env["ENVCI_STEP_WORKING_DIRECTORY"])
     with _kubeconfig_file(env) as kubeconfig:
         for value in secrets_to_mask(
             _read(kubeconfig or env.get("KUBECONFIG")), _read(env.get("ENVCI_STEP_CONFIG") or "envci.yaml"), env
@@ -276,11 +335,16 @@ def run_stage(stage: str, env: Mapping[str, str]) -> int:
 
 
 def main(argv: Sequence[str]) -> int:
-    if len(argv) != 1 or argv[0] not in (*STAGES, "install"):
-        print(f"usage: envci_step.py {{{'|'.join(STAGES)}|install}}", file=sys.stderr)
+    if len(argv) != 1 or argv[0] not in (*STAGES, "install", "find-python", "prepare"):
+        print(f"usage: envci_step.py {{{'|'.join(STAGES)}|install|find-python|prepare}}", file=sys.stderr)
         return 2
     if argv[0] == "install":
         install(os.environ)
+        return 0
+    if argv[0] in ("find-python", "prepare"):
+        out = {"python": find_python(os.environ)} if argv[0] == "find-python" else prepare(os.environ)
+        print("\n".join(f"{k}: {v or '(none)'}" for k, v in out.items()), flush=True)
+        _append(os.environ.get("GITHUB_OUTPUT"), "".join(f"{k}={v}\n" for k, v in out.items()))
         return 0
     return run_stage(argv[0], os.environ)
 

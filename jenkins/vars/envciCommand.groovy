@@ -7,7 +7,8 @@
 //   env                      environment name, overriding the one derived from the branch or PR
 //   workdir                  directory to run envci in (default: the workspace)
 //   kubeconfigCredentialsId  id of a "Secret file" credential holding a kubeconfig
-//   envci                    pip requirement to install (default: $ENVCI_INSTALL, else envci), or 'installed'
+//   envci                    pip requirement to install (default: $ENVCI_INSTALL, else envci==<this library's release>,
+//                            which the envci image already holds), or 'installed'
 //   venv                     virtualenv path to install envci into
 //   args                     extra arguments for the command
 // Returns envci's exit code; throws (failing the build) when it is not 0, unless returnStatus: true.

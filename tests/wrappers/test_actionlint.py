@@ -1,9 +1,12 @@
-"""actionlint (v1.7.12, built from its Go module) on every action and example workflow.
+"""actionlint (v1.7.12, built from its Go module) on every action, example and the project's workflows.
 
 actionlint reads workflows, and checks a local action's metadata (inputs, outputs, required inputs)
 where a workflow uses it. So the examples are linted as they are, and once more in a copy of the
 repository where `envci/envci/actions/X@v0` is `./actions/X`, next to a workflow that uses every
-action with every input and reads every output.
+action with every input and reads every output. It does not read a composite action's own steps:
+those are linted as the steps of a reusable workflow with the action's inputs, which checks their
+expressions, the step outputs they read and the inputs of the actions they use. The release workflow
+(.github/workflows/release.yml) is linted as it is.
 """
 
 from __future__ import annotations
@@ -15,8 +18,9 @@ from pathlib import Path
 import yaml
 from wrapper_support import ACTIONLINT, REPO, require
 
-ACTIONS = ("provision", "wait-ready", "seed", "test", "teardown", "run")
+ACTIONS = ("provision", "wait-ready", "seed", "test", "teardown", "run", "docker")
 EXAMPLES = sorted((REPO / "examples" / "github").glob("*.yml"))
+WORKFLOWS = sorted((REPO / ".github" / "workflows").glob("*.yml"))
 
 
 def every_action_workflow() -> str:
@@ -29,6 +33,13 @@ def every_action_workflow() -> str:
         env = {f"OUT_{k.upper().replace('-', '_')}": f"${{{{ steps.{sid}.outputs.{k} }}}}" for k in meta["outputs"]}
         steps.append({"run": "env | grep '^OUT_'", "env": env})
     workflow = {"name": "every action", "on": {"push": None}, "jobs": {"all": {"runs-on": "ubuntu-latest", "steps": [{"uses": "actions/checkout@v4"}, *steps]}}}
+    return yaml.safe_dump(workflow, sort_keys=False)
+
+
+def composite_as_workflow(meta: dict) -> str:
+    """A composite action's steps as the job of a reusable workflow whose inputs are the action's."""
+    inputs = {k: {"type": "string", "required": False, "default": str(v.get("default", ""))} for k, v in meta["inputs"].items()}
+    workflow = {"name": meta["name"], "on": {"workflow_call": {"inputs": inputs}}, "jobs": {"steps": {"runs-on": "ubuntu-22.04", "steps": meta["runs"]["steps"]}}}
     return yaml.safe_dump(workflow, sort_keys=False)
 
 
@@ -55,6 +66,39 @@ def test_every_action_through_local_uses(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+def test_the_projects_workflows() -> None:
+    assert [p.name for p in WORKFLOWS] == ["release.yml"]
+    done = lint(REPO, *[str(p.relative_to(REPO)) for p in WORKFLOWS])
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def write_composite_workflows(root: Path, change: tuple[str, str] | None = None) -> list[str]:
+    workflows = root / ".github" / "workflows"
+    workflows.mkdir(parents=True)
+    names = []
+    for name in ACTIONS:
+        meta = yaml.safe_load((REPO / "actions" / name / "action.yml").read_text())
+        if meta["runs"]["using"] != "composite":
+            continue
+        text = composite_as_workflow(meta)
+        (workflows / f"{name}.yml").write_text(text.replace(*change) if change else text)
+        names.append(name)
+    return names
+
+
+def test_the_steps_of_every_composite_action(tmp_path: Path) -> None:
+    assert write_composite_workflows(tmp_path) == ["provision", "wait-ready", "seed", "test", "teardown", "run"]
+    done = lint(tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_a_misread_step_output_in_a_composite_action_is_reported(tmp_path: Path) -> None:
+    """The check above is real: a step output setup-python does not have is an error."""
+    write_composite_workflows(tmp_path, ("outputs.python-path", "outputs.python-pth"))
+    done = lint(tmp_path)
+    assert done.returncode != 0 and 'property "python-pth" is not defined' in done.stdout, done.stdout
+
+
 def test_actionlint_catches_an_unknown_input(tmp_path: Path) -> None:
     """The check above is real: a misspelt input of a local action is reported."""
     shutil.copytree(REPO / "actions", tmp_path / "actions")
@@ -70,7 +114,7 @@ def test_actionlint_catches_an_unknown_input(tmp_path: Path) -> None:
 
 def test_no_expression_is_spliced_into_a_script() -> None:
     """Inputs and event data reach `run:` through `env:` only: `${{ }}` inside a script is injectable."""
-    files = [*(REPO / "actions").glob("*/action.yml"), *EXAMPLES]
+    files = [*(REPO / "actions").glob("*/action.yml"), *EXAMPLES, *WORKFLOWS]
     scripts = []
     for f in files:
         doc = yaml.safe_load(f.read_text())
@@ -78,3 +122,7 @@ def test_no_expression_is_spliced_into_a_script() -> None:
         scripts += [(f.relative_to(REPO), s["run"]) for s in steps if "run" in s]
     assert len(scripts) >= 10
     assert [(f, run) for f, run in scripts if "${{" in run] == []
+    # A container action has no script, but its arguments are still a place for an expression to land:
+    # only the command, which envci_step.py checks against the commands it knows.
+    docker = yaml.safe_load((REPO / "actions" / "docker" / "action.yml").read_text())
+    assert docker["runs"]["args"] == ["${{ inputs.command }}"]

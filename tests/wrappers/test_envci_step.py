@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -126,3 +127,68 @@ def test_a_config_error_fails_the_step_with_envcis_exit_code_and_a_file_annotati
 def test_an_unknown_stage_is_refused(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, str(SCRIPT), "deploy"], capture_output=True, text=True, check=False, timeout=30)
     assert done.returncode == 2 and "usage" in done.stderr
+
+
+def test_a_python_of_at_least_3_11_is_found_and_older_ones_are_not(tmp_path: Path) -> None:
+    assert step.find_python({"PATH": os.environ["PATH"]}) == sys.executable  # the tests run on >= 3.11
+    assert step.python_at_least(sys.executable) and not step.python_at_least(sys.executable, (99, 0))
+    old = tmp_path / "python3"
+    old.write_text("#!/bin/sh\nexit 1\n")  # what a 3.10 answers to the version check
+    old.chmod(0o755)
+    assert not step.python_at_least(str(old)) and not step.python_at_least(str(tmp_path / "missing"))
+
+
+def test_prepare_names_the_virtualenv_and_its_cache_key_by_source_and_python(tmp_path: Path) -> None:
+    env = {"ENVCI_STEP_ACTION_PATH": str(REPO / "actions" / "provision"), "RUNNER_TOOL_CACHE": str(tmp_path)}
+    out = step.prepare(env)
+    digest = step.source_digest(REPO)
+    python = platform.python_version()
+    assert out["python"] == sys.executable
+    assert out["cache-path"] == str(tmp_path / "envci" / f"{digest}-py{python}")
+    assert out["cache-key"] == f"envci-{platform.system()}-{platform.machine()}-{digest}-py{python}"
+    pinned = step.prepare({**env, "ENVCI_STEP_VERSION": "0.1.0"})
+    assert pinned["cache-key"] != out["cache-key"] and pinned["cache-key"].endswith(f"-py{python}")
+    assert step.prepare({**env, "ENVCI_STEP_VERSION": "installed"}) == {"python": sys.executable, "cache-path": "", "cache-key": ""}
+
+
+def test_prepare_writes_step_outputs(tmp_path: Path) -> None:
+    output = tmp_path / "output"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "ENVCI_", "RUNNER_"))}
+    env.update(GITHUB_OUTPUT=str(output), RUNNER_TOOL_CACHE=str(tmp_path), ENVCI_STEP_VERSION="envci==0.1.0")
+    done = subprocess.run([sys.executable, str(SCRIPT), "prepare"], env=env, capture_output=True, text=True, check=False, timeout=60)
+    assert done.returncode == 0, done.stderr
+    lines = dict(line.split("=", 1) for line in output.read_text().splitlines())
+    assert set(lines) == {"python", "cache-path", "cache-key"} and lines["cache-path"].startswith(str(tmp_path / "envci"))
+
+
+def test_a_restored_virtualenv_whose_python_is_gone_is_made_anew(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    env = {"ENVCI_STEP_ACTION_PATH": str(REPO / "actions" / "provision"), "RUNNER_TOOL_CACHE": str(tmp_path), "ENVCI_STEP_VERSION": "envci==0.1.0"}
+    _, root = step.install_root(env)
+    (root / "bin").mkdir(parents=True)
+    (root / "bin" / "envci").write_text("")
+    (root / ".installed").write_text("envci==0.1.0\n")
+    (root / "bin" / "python").symlink_to(tmp_path / "a-python-that-was-uninstalled")
+    made: list[Path] = []
+    monkeypatch.setattr(step.venv.EnvBuilder, "create", lambda self, where: made.append(Path(where)))
+    monkeypatch.setattr(step.subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 0))
+    assert step.install(env) == str(root / "bin" / "envci")
+    assert made == [root]
+
+
+def test_the_container_action_runs_in_its_working_directory_with_a_runner_temp_it_cannot_see(tmp_path: Path) -> None:
+    """actions/docker: RUNNER_TEMP names the runner's folder, absent in the container; the working
+    directory comes as a variable."""
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "envci.yaml").write_text("name: demo\ncomponents:\n  - name: web\n    helmm: {chart: ./c}\n")
+    done, out = run_step(tmp_path, "provision", ENVCI_STEP_WORKING_DIRECTORY="app", RUNNER_TEMP=str(tmp_path / "not-here"),
+                         ENVCI_STEP_KUBECONFIG_CONTENT="apiVersion: v1\nkind: Config\n")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert out["exit-code"] == "2"
+    assert "::error title=envci provision,file=app/envci.yaml,line=4::" in done.stdout, done.stdout
+
+
+def test_a_file_envci_names_from_a_working_directory_is_relative_to_the_workspace() -> None:
+    assert step.relative_file("envci.yaml", "/w/repo", cwd="/w/repo/examples/demo") == "examples/demo/envci.yaml"
+    assert step.relative_file("/w/repo/app/envci.yaml", "/w/repo", cwd="/elsewhere") == "app/envci.yaml"
+    assert step.relative_file("./envci.yaml", "/w/repo", cwd="/elsewhere") == "envci.yaml"
+    assert step.relative_file("/etc/envci.yaml", "/w/repo") == "/etc/envci.yaml"

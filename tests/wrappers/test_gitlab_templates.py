@@ -14,6 +14,10 @@ import pytest
 import yaml
 from wrapper_support import GITLAB_CI_LOCAL, REPO, git_repo, require
 
+from envci import __version__
+
+IMAGE = f"ghcr.io/envci/envci:{__version__}"
+
 STAGE_COMPONENTS = """stages: [deploy, test]
 include:
   - local: gitlab/templates/provision.yml
@@ -94,3 +98,9 @@ def test_templates_expand_to_valid_jobs(kind: str, tmp_path: Path) -> None:
     # Teardown finds the environment from the CI variables: an explicit --env would skip the check
     # that a newer pipeline owns it now.
     assert "--env" not in "\n".join(teardown["script"])
+    # Every job runs in envci's image of this release, with a shell (its entrypoint is envci), and
+    # asks for the envci it holds unless told otherwise.
+    for job in (provision, wait, seed, test, teardown):
+        assert job["image"] == {"name": IMAGE, "entrypoint": [""]}
+        if kind in ("component-defaults", "pipeline"):
+            assert job["variables"]["ENVCI_INSTALL"] == f"envci=={__version__}"

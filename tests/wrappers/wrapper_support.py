@@ -17,6 +17,7 @@ TOOLS = Path(os.environ.get("ENVCI_TOOLS_DIR", Path.home() / ".cache" / "envci" 
 ACTIONLINT = TOOLS / "actionlint-v1.7.12" / "actionlint"
 ACT = TOOLS / "act-0.2.89" / "bin" / "act"
 GITLAB_CI_LOCAL = TOOLS / "gitlab-ci-local-4.65.0" / "node_modules" / ".bin" / "gitlab-ci-local"
+HADOLINT = TOOLS / "hadolint-2.15.1" / "bin" / "hadolint"
 _installed_once: list[bool] = []
 
 
