@@ -23,7 +23,7 @@ from typing import Any, Protocol, TypeVar
 
 import urllib3
 import yaml
-from kubernetes import client, config, watch
+from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
@@ -198,10 +198,6 @@ def unreachable(e: BaseException, doing: str) -> InfrastructureError:
     )
 
 
-def _timeout(seconds: float | None) -> dict[str, Any]:
-    return {"_request_timeout": seconds} if seconds else {}
-
-
 @dataclass(frozen=True)
 class WatchEvent:
     """One change seen by `Kube.watch`: ADDED, MODIFIED or DELETED, and the object in API JSON shape."""
@@ -243,9 +239,6 @@ class Kube:
         self.kubeconfig = kubeconfig
         """The kubeconfig file this client was made from (None: ~/.kube/config or in-cluster), so
         tools that run beside it (helm, a test suite's kubectl) reach the same cluster."""
-        self._core = client.CoreV1Api(api)
-        self._batch = client.BatchV1Api(api)
-        self._coordination = client.CoordinationV1Api(api)
         self._dyn: DynamicClient | None = None
 
     def _dynamic(self) -> DynamicClient:
@@ -279,6 +272,25 @@ class Kube:
         """A generated model as the API's JSON (camelCase dict), the shape every caller takes."""
         out: dict[str, Any] = self._api.sanitize_for_serialization(obj)
         return out
+
+    def _rest(self, method: str, path: str, *, query: dict[str, Any] | None = None, body: Any = None,
+              timeout: Any = None, stream: bool = False) -> Any:
+        """One request by path, answered as the API's JSON (or, with `stream`, the open response).
+
+        The generated per-group API classes would do the same, but building them validates hundreds
+        of models at import: about half a second of every command's start-up for a dozen paths."""
+        params = [(k, str(v).lower() if isinstance(v, bool) else v) for k, v in (query or {}).items() if v is not None]
+        headers = {"Accept": "application/json", **({"Content-Type": "application/json"} if body is not None else {})}
+        _, url, headers, payload, _ = self._api.param_serialize(method, path, query_params=params, header_params=headers,
+                                                                body=body, auth_settings=["BearerToken"])
+        resp = self._api.call_api(method, url, header_params=headers, body=payload, _request_timeout=timeout)
+        if resp.status >= 400:
+            text = resp.read().decode("utf-8", errors="replace")
+            raise ApiException.from_response(http_resp=resp, body=text, data=None)
+        if stream:
+            return resp.response
+        data = resp.read()
+        return json.loads(data) if data else {}
 
     def _resource(self, api_version: str, kind: str) -> Any:
         try:
@@ -366,26 +378,32 @@ class Kube:
 
         A watch that was dropped, or whose resourceVersion expired (410 Gone), just ends: callers
         read the current state again and watch on from there, which they do after a timeout anyway."""
-        listers: dict[str, Callable[..., Any]] = {"Pod": self._core.list_namespaced_pod, "Job": self._batch.list_namespaced_job}
-        if kind not in listers:
-            raise ValueError(f"cannot watch {kind}: only {', '.join(listers)}")
-        kw: dict[str, Any] = {"field_selector": f"metadata.name={name}"} if name else {}
-        w = watch.Watch()
+        paths = {"Pod": f"/api/v1/namespaces/{namespace}/pods", "Job": f"/apis/batch/v1/namespaces/{namespace}/jobs"}
+        if kind not in paths:
+            raise ValueError(f"cannot watch {kind}: only {', '.join(paths)}")
+        query = {"watch": True, "resourceVersion": resource_version, "timeoutSeconds": max(1, int(seconds)),
+                 "fieldSelector": f"metadata.name={name}" if name else None, "allowWatchBookmarks": False}
+        resp = None
         try:
-            for event in w.stream(
-                listers[kind], namespace, resource_version=resource_version, timeout_seconds=max(1, int(seconds)),
-                _request_timeout=seconds + 10, **kw,
-            ):
-                if isinstance(event, dict):
-                    yield WatchEvent(str(event["type"]), event["raw_object"])
+            resp = self._rest("GET", paths[kind], query=query, timeout=seconds + 10, stream=True)
+            for line in iter_resp_lines(resp):
+                if not line.strip():
+                    continue
+                event = json.loads(line)
+                if event.get("type") == "ERROR":
+                    if (event.get("object") or {}).get("code") == 410:
+                        return
+                    raise ApiException(status=(event.get("object") or {}).get("code") or 500, reason=(event.get("object") or {}).get("message"))
+                yield WatchEvent(str(event["type"]), event["object"])
         except ApiException as e:
             if e.status == 410:
                 return
             raise api_error(e, f"watch {kind} {name}" if name else f"watch {kind.lower()}s in {namespace}") from None
-        except NO_ANSWER:
+        except (*NO_ANSWER, ValueError):
             return
         finally:
-            w.stop()
+            if resp is not None:
+                resp.release_conn()
 
     # --- namespaces ----------------------------------------------------------------------------
 
@@ -402,14 +420,14 @@ class Kube:
         such Secret. A typed read, not `get`: it runs while envci.yaml loads, before any discovery."""
         doing = f"read Secret {namespace}/{name}"
         try:
-            obj = self._call(lambda: self._core.read_namespaced_secret(name, namespace), doing)
+            obj = self._call(lambda: self._rest("GET", f"/api/v1/namespaces/{namespace}/secrets/{name}"), doing)
         except ApiException as e:
             if e.status == 404:
                 return None
             raise api_error(e, doing) from None
         except NO_ANSWER as e:
             raise unreachable(e, doing) from None
-        return dict(obj.data or {})
+        return dict(obj.get("data") or {})
 
     # --- leases --------------------------------------------------------------------------------
     # A lease is taken with create and replace, not apply: their 409 answers (it exists; it changed
@@ -420,30 +438,30 @@ class Kube:
         """The Lease, or None when there is none."""
         doing = f"read lease in {namespace}"
         try:
-            lease = self._call(lambda: self._coordination.read_namespaced_lease(name, namespace, **_timeout(timeout)), doing)
+            lease: dict[str, Any] = self._call(lambda: self._rest("GET", f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{name}", timeout=timeout), doing)
         except ApiException as e:
             if e.status == 404:
                 return None
             raise api_error(e, doing) from None
         except NO_ANSWER as e:
             raise unreachable(e, doing) from None
-        return self._plain(lease)
+        return lease
 
     def create_lease(self, namespace: str, body: dict[str, Any]) -> bool:
         """Create the Lease; False when one exists already (409)."""
-        return self._write_lease(lambda: self._coordination.create_namespaced_lease(namespace, body), f"create lease in {namespace}", 409)
+        return self._write_lease(lambda: self._rest("POST", f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases", body=body), f"create lease in {namespace}", 409)
 
     def replace_lease(self, namespace: str, body: dict[str, Any], *, timeout: float | None = None) -> bool:
         """Replace the Lease as it was read (the body's resourceVersion); False when another
         writer changed it since (409)."""
         name = body["metadata"]["name"]
         return self._write_lease(
-            lambda: self._coordination.replace_namespaced_lease(name, namespace, body, **_timeout(timeout)), f"update lease in {namespace}", 409
+            lambda: self._rest("PUT", f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{name}", body=body, timeout=timeout), f"update lease in {namespace}", 409
         )
 
     def delete_lease(self, namespace: str, name: str) -> bool:
         """Delete the Lease; False when it was already gone (404)."""
-        return self._write_lease(lambda: self._coordination.delete_namespaced_lease(name, namespace), f"delete lease in {namespace}", 404)
+        return self._write_lease(lambda: self._rest("DELETE", f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{name}"), f"delete lease in {namespace}", 404)
 
     def _write_lease(self, fn: Callable[[], Any], doing: str, declined: int) -> bool:
         """True when done; False when the API answered `declined`, the one refusal the caller expects."""
@@ -471,9 +489,7 @@ class Kube:
         The previous instance is gone when the kubelet has collected it, or when the container has
         not restarted after all; its current log is the next best, so that one is read instead."""
         try:
-            text = self._core.read_namespaced_pod_log(
-                pod, namespace, container=container, tail_lines=lines, previous=previous, _request_timeout=10
-            )
+            text = self._log(namespace, pod, {"container": container, "tailLines": lines, "previous": previous}, timeout=10)
         except ApiException as e:
             if previous and e.status in (400, 404):
                 return self.log_tail(namespace, pod, container, lines)
@@ -505,21 +521,15 @@ class Kube:
         instance as if it were the previous one. The raw text is returned (read as bytes: the
         generated client turns a log that happens to be JSON into a Python dict); callers redact
         what they print. Other API failures raise InfrastructureError."""
-        kw = {k: v for k, v in (("tail_lines", tail_lines), ("since_seconds", since_seconds), ("limit_bytes", limit_bytes)) if v is not None}
+        query = {"container": container, "previous": previous, "timestamps": timestamps, "tailLines": tail_lines,
+                 "sinceSeconds": since_seconds, "limitBytes": limit_bytes}
         doing = f"read the log of pod {pod} container {container}"
         try:
-            resp = self._call(
-                lambda: self._core.read_namespaced_pod_log(
-                    pod, namespace, container=container, previous=previous, timestamps=timestamps, _preload_content=False,
-                    _request_timeout=(DEFAULT_REQUEST_TIMEOUT[0], 30), **kw,
-                ),
-                doing,
-            )
+            text = self._call(lambda: self._log(namespace, pod, query, timeout=(DEFAULT_REQUEST_TIMEOUT[0], 30)), doing)
         except ApiException as e:
             if e.status in (400, 404):  # waiting to start, no previous instance, pod gone
                 return None
             raise api_error(e, doing) from None
-        text = bytes(resp.data or b"").decode("utf-8", errors="replace")
         if text.startswith("unable to retrieve container logs"):
             return None  # the kubelet's answer, with success, for an instance it has removed
         return text
@@ -540,14 +550,13 @@ class Kube:
         Ends when the instance ends, the pod goes, or nothing came for `idle_seconds` (the caller
         reads again from its last line if the instance still runs: a silent connection may be a
         dead one). Yields nothing when the instance is not there."""
-        kw = {k: v for k, v in (("tail_lines", tail_lines), ("since_seconds", since_seconds)) if v is not None}
+        query = {"container": container, "previous": previous, "follow": True, "timestamps": True, "tailLines": tail_lines,
+                 "sinceSeconds": since_seconds}
         doing = f"follow the log of pod {pod} container {container}"
         try:
             resp = self._call(
-                lambda: self._core.read_namespaced_pod_log(
-                    pod, namespace, container=container, previous=previous, follow=True, timestamps=True,
-                    _preload_content=False, _request_timeout=(DEFAULT_REQUEST_TIMEOUT[0], idle_seconds), **kw,
-                ),
+                lambda: self._rest("GET", f"/api/v1/namespaces/{namespace}/pods/{pod}/log", query=query,
+                                   timeout=(DEFAULT_REQUEST_TIMEOUT[0], idle_seconds), stream=True),
                 doing,
             )
         except ApiException as e:
@@ -564,17 +573,25 @@ class Kube:
         finally:
             resp.release_conn()
 
+    def _log(self, namespace: str, pod: str, query: dict[str, Any], *, timeout: Any) -> str:
+        """A log as text, whatever it holds (a log line may well be JSON)."""
+        resp = self._rest("GET", f"/api/v1/namespaces/{namespace}/pods/{pod}/log", query=query, timeout=timeout, stream=True)
+        try:
+            return bytes(resp.read() or b"").decode("utf-8", errors="replace")
+        finally:
+            resp.release_conn()
+
     def wait_for_pod_change(self, namespace: str, seconds: int) -> None:
         """Block until a pod in the namespace changes, or `seconds` pass.
 
         Starts from the current resource version, so only changes after the call wake it; a
         watch that ends early (dropped, expired) still waits out a short pause, never a busy loop."""
         try:
-            listed = self._call(lambda: self._core.list_namespaced_pod(namespace, limit=1), f"list pods in {namespace}")
+            listed = self._call(lambda: self._rest("GET", f"/api/v1/namespaces/{namespace}/pods", query={"limit": 1}), f"list pods in {namespace}")
         except ApiException as e:
             raise api_error(e, f"list pods in {namespace}") from None
         end = time.monotonic() + seconds
-        for _ in self.watch("Pod", namespace, seconds=seconds, resource_version=listed.metadata.resource_version):
+        for _ in self.watch("Pod", namespace, seconds=seconds, resource_version=(listed.get("metadata") or {}).get("resourceVersion")):
             return
         left = end - time.monotonic()
         if left > 0:

@@ -6,6 +6,7 @@ dropped connection); everything above the adapter is tested on tests/fakekube.py
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -35,20 +36,37 @@ def refusal(status: int, body: str = "") -> ApiException:
 
 
 class Answers:
-    """A stub API object: each method answers with what `answer` holds (an object or an error),
-    and counts its calls."""
+    """A stub of the adapter's one request method: answers with what `answer` holds (a JSON body, a
+    list of watch lines, or an error), and records each request."""
 
     def __init__(self, answer: Any) -> None:
         self.answer, self.calls = answer, 0
+        self.requests: list[dict[str, Any]] = []
 
-    def __getattr__(self, name: str) -> Any:
-        def method(*args: Any, **kwargs: Any) -> Any:
-            self.calls += 1
-            if isinstance(self.answer, BaseException):
-                raise self.answer
-            return self.answer
+    def __call__(self, method: str, path: str, **kwargs: Any) -> Any:
+        self.calls += 1
+        self.requests.append({"method": method, "path": path, **kwargs})
+        if isinstance(self.answer, BaseException):
+            raise self.answer
+        if kwargs.get("stream"):
+            return Stream(self.answer)
+        return self.answer
 
-        return method
+
+class Stream:
+    """An open response of watch events, one JSON per line, that may end with an error."""
+
+    def __init__(self, script: list[Any]) -> None:
+        self.script, self.released = script, False
+
+    def stream(self, amt: Any = None, decode_content: bool = False) -> Iterator[bytes]:
+        for step in self.script:
+            if isinstance(step, BaseException):
+                raise step
+            yield (json.dumps({"type": step[0], "object": step[1]}) + "\n\n").encode()
+
+    def release_conn(self) -> None:
+        self.released = True
 
 
 @pytest.mark.parametrize(("call", "declined"), [
@@ -58,14 +76,15 @@ class Answers:
 ])
 def test_a_lease_write_is_declined_only_by_the_answer_its_caller_expects(call: Any, declined: int) -> None:
     k = kube()
-    k._coordination = Answers(refusal(declined))
+    k._rest = Answers(refusal(declined))  # type: ignore[method-assign]
     assert call(k) is False
-    k._coordination = Answers({})
+    k._rest = stub = Answers({})  # type: ignore[method-assign]
     assert call(k) is True
-    k._coordination = Answers(refusal(404 if declined == 409 else 409))  # e.g. no namespace: not "someone holds it"
+    assert stub.requests[0]["path"].startswith("/apis/coordination.k8s.io/v1/namespaces/ns/leases")
+    k._rest = Answers(refusal(404 if declined == 409 else 409))  # type: ignore[method-assign]  # e.g. no namespace: not "someone holds it"
     with pytest.raises(InfrastructureError):
         call(k)
-    k._coordination = Answers(refusal(403, FORBIDDEN))
+    k._rest = Answers(refusal(403, FORBIDDEN))  # type: ignore[method-assign]
     with pytest.raises(InfrastructureError, match=r"Kubernetes API refused to \w+ lease in ns: leases.coordination.k8s.io is forbidden") as ei:
         call(k)
     assert "RBAC" in (ei.value.hint or "")
@@ -73,73 +92,59 @@ def test_a_lease_write_is_declined_only_by_the_answer_its_caller_expects(call: A
 
 def test_a_missing_lease_reads_as_none_and_an_unreachable_server_as_an_infrastructure_error() -> None:
     k = kube()
-    k._coordination = Answers(refusal(404))
+    k._rest = Answers(refusal(404))  # type: ignore[method-assign]
     assert k.get_lease("ns", "l") is None
     once = k.with_retry(NO_RETRIES)
-    stub = once._coordination = Answers(urllib3.exceptions.ProtocolError("connection reset"))
+    stub = once._rest = Answers(urllib3.exceptions.ProtocolError("connection reset"))  # type: ignore[method-assign]
     with pytest.raises(InfrastructureError, match="cannot reach the Kubernetes API to read lease in ns after 1 attempts: ProtocolError"):
         once.get_lease("ns", "l", timeout=3)
-    assert stub.calls == 1  # no retry: the renewal thread has a round of its own
-    once._coordination = Answers(FileNotFoundError("/var/run/secrets/kubernetes.io/serviceaccount/token"))
+    assert stub.calls == 1 and stub.requests[0]["timeout"] == 3  # no retry: the renewal thread has a round of its own
+    once._rest = Answers(FileNotFoundError("/var/run/secrets/kubernetes.io/serviceaccount/token"))  # type: ignore[method-assign]
     with pytest.raises(InfrastructureError, match="cannot read lease in ns: FileNotFoundError: .*/token"):
         once.get_lease("ns", "l")  # never a bare OSError out of the adapter: the lease logs it and carries on
 
 
 def test_a_secret_that_does_not_exist_reads_as_none() -> None:
     k = kube()
-    k._core = Answers(refusal(404))
+    k._rest = Answers(refusal(404))  # type: ignore[method-assign]
     assert k.secret_data("ns", "s") is None
-    k._core = Answers(client.V1Secret(data={"token": "dG9r"}))
+    k._rest = Answers({"kind": "Secret", "data": {"token": "dG9r"}})  # type: ignore[method-assign]
     assert k.secret_data("ns", "s") == {"token": "dG9r"}
 
 
-class FakeWatch:
-    """kubernetes.watch.Watch as Kube.watch uses it: `stream` yields events, then ends as scripted."""
-
-    script: list[Any] = []
-    seen: dict[str, Any] = {}
-
-    def stream(self, func: Any, *args: Any, **kwargs: Any) -> Iterator[dict[str, Any]]:
-        FakeWatch.seen = {"func": func.__name__, "args": args, **kwargs}
-        for step in FakeWatch.script:
-            if isinstance(step, BaseException):
-                raise step
-            yield {"type": step[0], "object": object(), "raw_object": step[1]}
-
-    def stop(self) -> None:
-        FakeWatch.seen["stopped"] = True
-
-
-@pytest.fixture
-def watching(monkeypatch: pytest.MonkeyPatch) -> type[FakeWatch]:
-    monkeypatch.setattr(kc.watch, "Watch", FakeWatch)
-    return FakeWatch
-
-
-def test_one_watch_serves_pods_and_jobs_and_hands_out_plain_objects(watching: type[FakeWatch]) -> None:
+def test_one_watch_serves_pods_and_jobs_and_hands_out_plain_objects() -> None:
     job = {"metadata": {"name": "load"}, "status": {"active": 1}}
-    watching.script = [("MODIFIED", job)]
-    assert list(kube().watch("Job", "ns", name="load", resource_version="7", seconds=30)) == [WatchEvent("MODIFIED", job)]
-    assert watching.seen["func"] == "list_namespaced_job" and watching.seen["field_selector"] == "metadata.name=load"
-    assert watching.seen["timeout_seconds"] == 30 and watching.seen["resource_version"] == "7" and watching.seen["stopped"]
-    watching.script = []
-    assert list(kube().watch("Pod", "ns", seconds=0.5)) == []
-    assert watching.seen["func"] == "list_namespaced_pod" and "field_selector" not in watching.seen and watching.seen["timeout_seconds"] == 1
+    k = kube()
+    k._rest = stub = Answers([("MODIFIED", job)])  # type: ignore[method-assign]
+    assert list(k.watch("Job", "ns", name="load", resource_version="7", seconds=30)) == [WatchEvent("MODIFIED", job)]
+    [req] = stub.requests
+    assert req["path"] == "/apis/batch/v1/namespaces/ns/jobs" and req["query"]["fieldSelector"] == "metadata.name=load"
+    assert req["query"]["watch"] is True and req["query"]["timeoutSeconds"] == 30 and req["query"]["resourceVersion"] == "7"
+    k._rest = stub = Answers([])  # type: ignore[method-assign]
+    assert list(k.watch("Pod", "ns", seconds=0.5)) == []
+    [req] = stub.requests
+    assert req["path"] == "/api/v1/namespaces/ns/pods" and req["query"]["fieldSelector"] is None and req["query"]["timeoutSeconds"] == 1
 
 
 @pytest.mark.parametrize("end", [refusal(410), urllib3.exceptions.ProtocolError("dropped"), ConnectionResetError()])
-def test_an_expired_or_dropped_watch_just_ends(watching: type[FakeWatch], end: BaseException) -> None:
-    watching.script = [("ADDED", {"metadata": {"name": "p"}}), end]
-    assert [e.type for e in kube().watch("Pod", "ns", seconds=5)] == ["ADDED"]
-    assert watching.seen["stopped"]
+def test_an_expired_or_dropped_watch_just_ends(end: BaseException) -> None:
+    k = kube()
+    k._rest = Answers([("ADDED", {"metadata": {"name": "p"}}), end])  # type: ignore[method-assign]
+    assert [e.type for e in k.watch("Pod", "ns", seconds=5)] == ["ADDED"]
 
 
-def test_a_refused_watch_says_what_it_watched(watching: type[FakeWatch]) -> None:
-    watching.script = [refusal(403, '{"kind": "Status", "message": "jobs.batch is forbidden"}')]
+def test_an_expired_resource_version_reported_inside_the_watch_just_ends() -> None:
+    k = kube()
+    k._rest = Answers([("ADDED", {"metadata": {"name": "p"}}), ("ERROR", {"kind": "Status", "code": 410, "message": "too old"}),  # type: ignore[method-assign]
+                       ("ADDED", {"metadata": {"name": "q"}})])
+    assert [e.object["metadata"]["name"] for e in k.watch("Pod", "ns", seconds=5)] == ["p"]
+
+
+def test_a_refused_watch_says_what_it_watched() -> None:
+    k = kube()
+    k._rest = Answers(refusal(403, '{"kind": "Status", "message": "jobs.batch is forbidden"}'))  # type: ignore[method-assign]
     with pytest.raises(InfrastructureError, match="Kubernetes API refused to watch Job load: jobs.batch is forbidden"):
-        list(kube().watch("Job", "ns", name="load", seconds=5))
-    with pytest.raises(InfrastructureError, match="refused to watch pods in ns"):
-        list(kube().watch("Pod", "ns", seconds=5))
+        list(k.watch("Job", "ns", name="load", seconds=5))
 
 
 class FakeExecStream:
