@@ -58,7 +58,7 @@ def provision(inv: Invocation) -> Result:
         wait_ready(cfg, kube, inv.rep, components=names)
 
     with inv.diagnosed(cfg):
-        res = provision(cfg, kube, inv.rep, wait_between_waves=None if inv.args.no_wait_dependencies else wait_for)
+        res = provision(cfg, kube, inv.rep, wait_for_dependency=None if inv.args.no_wait_dependencies else wait_for)
     urls = "".join(f"\n  {k}: {v}" for k, v in res["urls"].items())
     return Result(res, f"environment {res['name']} provisioned in namespace {res['namespace']}" + (f"\nurls:{urls}" if urls else ""))
 

@@ -119,7 +119,7 @@ def provision(
     rep: Reporter,
     *,
     helm_factory: Callable[[], Helm] | None = None,
-    wait_between_waves: Callable[[list[str]], None] | None = None,
+    wait_for_dependency: Callable[[list[str]], None] | None = None,
     clock: Clock = _utcnow,
 ) -> dict[str, Any]:
     ident = cfg.identity
@@ -131,7 +131,7 @@ def provision(
     check_components(cfg, api_scope(kube))
     ensure_namespace(kube, cfg, now=clock())
     with Lease(kube, ident.namespace, "provision", progress=rep.progress) as lease:
-        return _provision_locked(cfg, kube, rep, helm_factory=helm_factory or (lambda: Helm.beside(kube)), wait_between_waves=wait_between_waves,
+        return _provision_locked(cfg, kube, rep, helm_factory=helm_factory or (lambda: Helm.beside(kube)), wait_for_dependency=wait_for_dependency,
                                  clock=clock, still_held=lease.check)
 
 
@@ -141,7 +141,7 @@ def _provision_locked(
     rep: Reporter,
     *,
     helm_factory: Callable[[], Helm],
-    wait_between_waves: Callable[[list[str]], None] | None,
+    wait_for_dependency: Callable[[list[str]], None] | None,
     clock: Clock,
     still_held: Callable[[], None] = lambda: None,
 ) -> dict[str, Any]:
@@ -162,17 +162,8 @@ def _provision_locked(
         for obj in guard_objects(spec.namespace):
             kube.apply(obj, ident.namespace)
         helm = helm_factory() if any(c.helm for c in spec.components) else None
-        waves = install_order(spec.components)
-        for i, wave in enumerate(waves):
-            still_held()  # a stage that lost the lease installs nothing more
-            rep.progress(f"installing {', '.join(wave)}")
-            comps = [spec.component(n) for n in wave]
-            results = asyncio.run(_install_wave(kube, helm, cfg, comps, state))
-            for name, msg in zip(wave, results):
-                rep.progress(f"  {name}: {msg}")
-            needed = {d for c in spec.components for d in c.depends_on}
-            if wait_between_waves and i < len(waves) - 1 and needed & set(wave):
-                wait_between_waves([n for n in wave if n in needed])
+        install_order(spec.components)  # a cycle is bad input before anything is installed
+        asyncio.run(_install_graph(kube, helm, cfg, state, rep, wait_for_dependency, still_held))
         state.urls = environment_urls(spec.components, ident.namespace)
         state.digest = cfg.digest
         state.record("provision", "succeeded", "unchanged" if previous_digest == cfg.digest else "", now=clock())
@@ -197,14 +188,45 @@ def _provision_locked(
     }
 
 
-async def _install_wave(kube: Kube, helm: Helm | None, cfg: LoadedConfig, comps: list[Component], state: st.EnvState) -> list[str]:
-    results = await asyncio.gather(
-        *(install_component(kube, helm, cfg, c, state.components[c.name]) for c in comps), return_exceptions=True
-    )
-    errors = [r for r in results if isinstance(r, BaseException)]
-    for c, r in zip(comps, results):
-        if isinstance(r, BaseException):
-            state.components[c.name].status = "failed"
-    if errors:
-        raise errors[0]
-    return [str(r) for r in results]
+async def _install_graph(
+    kube: Kube, helm: Helm | None, cfg: LoadedConfig, state: st.EnvState, rep: Reporter,
+    wait_for_dependency: Callable[[list[str]], None] | None, still_held: Callable[[], None],
+) -> None:
+    """Each component as soon as everything it depends on is ready, not wave by wave: one slow
+    database holds back only what needs it. After the first failure nothing new starts; what
+    runs already finishes (a helm process cut short would leave its release pending), then the
+    first error is raised."""
+    comps = cfg.spec.components
+    needed = {d for c in comps for d in c.depends_on}
+    ready: dict[str, asyncio.Future[None]] = {c.name: asyncio.get_running_loop().create_future() for c in comps}
+    failed: list[BaseException] = []
+
+    async def one(c: Component) -> None:
+        try:
+            for dep in c.depends_on:
+                await asyncio.shield(ready[dep])
+            if failed:
+                raise _Skipped()
+            still_held()  # a stage that lost the lease installs nothing more
+            rep.progress(f"installing {c.name}")
+            msg = await install_component(kube, helm, cfg, c, state.components[c.name])
+            rep.progress(f"  {c.name}: {msg}")
+            if wait_for_dependency and c.name in needed and not failed:
+                await asyncio.to_thread(wait_for_dependency, [c.name])
+            ready[c.name].set_result(None)
+        except BaseException as e:
+            if not isinstance(e, _Skipped):
+                state.components[c.name].status = "failed"
+                failed.append(e)
+            ready[c.name].set_exception(_Skipped())
+            ready[c.name].exception()  # retrieved: a component nobody depends on must not warn
+            if isinstance(e, asyncio.CancelledError):
+                raise
+
+    await asyncio.gather(*(one(c) for c in comps))
+    if failed:
+        raise failed[0]
+
+
+class _Skipped(Exception):
+    """A component not started because another failed first."""

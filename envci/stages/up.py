@@ -87,7 +87,7 @@ def up(
 
     try:
         result["stages"]["provision"] = stage(
-            "provision", lambda: provision(cfg, kube, rep, wait_between_waves=lambda names: wait_ready(cfg, kube, rep, components=names))
+            "provision", lambda: provision(cfg, kube, rep, wait_for_dependency=lambda names: wait_ready(cfg, kube, rep, components=names))
         )
         result["urls"] = result["stages"]["provision"].get("urls") or result["urls"]
         result["stages"]["wait-ready"] = stage("wait-ready", lambda: wait_ready(cfg, kube, rep))
