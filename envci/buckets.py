@@ -31,7 +31,7 @@ SECRET_KEY_ENV = "ENVCI_S3_SECRET_ACCESS_KEY"
 
 def make_client(endpoint: str | None, region: str, access_key: str | None, secret_key: str | None) -> Any:
     # Path-style addressing for custom endpoints: S3-compatible servers rarely have wildcard DNS.
-    style = {"s3": {"addressing_style": "path"}} if endpoint else {}
+    style: dict[str, Any] = {"s3": {"addressing_style": "path"}} if endpoint else {}
     kw: dict[str, Any] = {"region_name": region, "config": Config(retries={"max_attempts": 5, "mode": "standard"}, **style)}
     if endpoint:
         kw["endpoint_url"] = endpoint

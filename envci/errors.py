@@ -8,6 +8,7 @@ cluster without parsing text.
 from __future__ import annotations
 
 import enum
+from typing import Any
 
 
 class ExitCode(enum.IntEnum):
@@ -100,7 +101,7 @@ class NotReadyError(EnvciError):
 
     exit_code = ExitCode.NOT_READY
 
-    def __init__(self, message: str, *, failures: list[dict] | None = None, hint: str | None = None) -> None:
+    def __init__(self, message: str, *, failures: list[dict[str, Any]] | None = None, hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.failures = failures or []
 

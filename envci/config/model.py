@@ -8,6 +8,7 @@ which hand-written checks would duplicate and drift from. Field descriptions are
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
@@ -304,7 +305,7 @@ class ExecSeed(Strict):
         return v
 
 
-def _keyed(*keys: str):  # type: ignore[no-untyped-def]
+def _keyed(*keys: str) -> Callable[[Any], str | None]:
     """Pick a union member by which identifying key a step has, so errors speak of that member only."""
 
     def pick(v: Any) -> str | None:

@@ -45,8 +45,9 @@ def parse_assignments(items: Iterable[str]) -> dict[str, Any]:
 
 
 def _replace(node: dict[str, Any], key: str) -> dict[str, Any]:
-    node[key] = {}
-    return node[key]
+    child: dict[str, Any] = {}
+    node[key] = child
+    return child
 
 
 def from_environment(env: Mapping[str, str]) -> list[str]:

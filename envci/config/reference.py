@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from envci.config.schema import schema
 
@@ -12,7 +12,7 @@ END = "<!-- end of generated reference -->"
 
 def _type(prop: dict[str, Any]) -> str:
     if "$ref" in prop:
-        return prop["$ref"].rsplit("/", 1)[-1]
+        return cast(str, prop["$ref"]).rsplit("/", 1)[-1]
     if "anyOf" in prop:
         parts = [_type(p) for p in prop["anyOf"] if p.get("type") != "null"]
         return " or ".join(parts) + (" or null" if any(p.get("type") == "null" for p in prop["anyOf"]) else "")

@@ -20,12 +20,12 @@ import tarfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 FIXED_MTIME = 946684800
 """2000-01-01T00:00:00Z: a round, obviously artificial date that no tool mistakes for "unset" (as some do 0)."""
 
-Opener = Callable[[], BinaryIO]
+Opener = Callable[[], IO[bytes]]
 
 
 @dataclass(frozen=True)
@@ -149,7 +149,7 @@ def _info(path: str, kind: bytes, mode: int, uid: int, gid: int) -> tarfile.TarI
 
 
 def _tar_opener(tar: tarfile.TarFile, member: tarfile.TarInfo) -> Opener:
-    def opener() -> BinaryIO:
+    def opener() -> IO[bytes]:
         f = tar.extractfile(member)
         assert f is not None  # a regular file always has content
         return f
@@ -206,7 +206,7 @@ class _HashingWriter(io.RawIOBase):
     def writable(self) -> bool:
         return True
 
-    def write(self, b: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
+    def write(self, b: bytes | bytearray | memoryview) -> int:  # type: ignore[override]  # tarfile writes bytes only
         self.sha.update(b)
         self.size += len(b)
         return self.target.write(b)
@@ -217,7 +217,7 @@ def write_tar(members: Iterator[Member] | list[Member], out: Path) -> Blob:
     tmp = out.with_name(out.name + ".part")
     with tmp.open("wb") as f:
         hw = _HashingWriter(f)
-        with tarfile.open(fileobj=hw, mode="w|", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
+        with tarfile.open(fileobj=hw, mode="w|", format=tarfile.PAX_FORMAT) as tar:
             for m in members:
                 if m.open is None:
                     tar.addfile(m.info)

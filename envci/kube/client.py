@@ -11,6 +11,7 @@ stand-in with these methods, is all a stage test needs.
 
 from __future__ import annotations
 
+import builtins
 import email.utils
 import json
 import logging
@@ -19,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
 import urllib3
 import yaml
@@ -318,12 +319,12 @@ class Kube:
             )
         except ApiException as e:
             raise api_error(e, f"apply {obj['kind']} {name}") from None
-        return out.to_dict()
+        return cast(dict[str, Any], out.to_dict())
 
     def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
         res = self._resource(api_version, kind)
         try:
-            return self._call(lambda: res.get(name=name, namespace=namespace), f"read {kind} {name}").to_dict()
+            return cast(dict[str, Any], self._call(lambda: res.get(name=name, namespace=namespace), f"read {kind} {name}").to_dict())
         except NotFoundError:
             return None
         except ApiException as e:
@@ -339,7 +340,7 @@ class Kube:
             return []
         except ApiException as e:
             raise api_error(e, f"list {kind}") from None
-        items = out.to_dict().get("items", [])
+        items: list[dict[str, Any]] = out.to_dict().get("items", [])
         for item in items:  # list items omit kind/apiVersion; the rules dispatch on kind
             item.setdefault("kind", kind)
             item.setdefault("apiVersion", api_version)
@@ -363,10 +364,10 @@ class Kube:
     def patch_merge(self, api_version: str, kind: str, name: str, patch: dict[str, Any], namespace: str | None = None) -> dict[str, Any]:
         res = self._resource(api_version, kind)
         try:
-            return self._call(
+            return cast(dict[str, Any], self._call(
                 lambda: res.patch(name=name, namespace=namespace, body=patch, content_type="application/merge-patch+json"),
                 f"update {kind} {name}",
-            ).to_dict()
+            ).to_dict())
         except ApiException as e:
             raise api_error(e, f"update {kind} {name}") from None
 
@@ -410,7 +411,7 @@ class Kube:
     def namespace(self, name: str) -> dict[str, Any] | None:
         return self.get("v1", "Namespace", name)
 
-    def namespaces(self, label_selector: str) -> list[dict[str, Any]]:
+    def namespaces(self, label_selector: str) -> builtins.list[dict[str, Any]]:
         return self.list("v1", "Namespace", label_selector=label_selector)
 
     # --- secrets -------------------------------------------------------------------------------
@@ -477,10 +478,10 @@ class Kube:
 
     # --- pods, events, logs --------------------------------------------------------------------
 
-    def pods(self, namespace: str) -> list[dict[str, Any]]:
+    def pods(self, namespace: str) -> builtins.list[dict[str, Any]]:
         return self.list("v1", "Pod", namespace)
 
-    def events(self, namespace: str) -> list[dict[str, Any]]:
+    def events(self, namespace: str) -> builtins.list[dict[str, Any]]:
         return self.list("v1", "Event", namespace)
 
     def log_tail(self, namespace: str, pod: str, container: str | None = None, lines: int = 20, *, previous: bool = False) -> str:
@@ -686,11 +687,11 @@ stage forever instead of being retried."""
 def with_default_timeout(api: client.ApiClient, timeout: tuple[float, float]) -> None:
     """The generated client sends `timeout=None` (wait forever) unless each call passes one."""
     rest = api.rest_client
-    request = rest.request
+    request: Callable[..., Any] = rest.request
 
     def timed_request(*args: Any, **kwargs: Any) -> Any:
         if not kwargs.get("_request_timeout"):
             kwargs["_request_timeout"] = timeout
         return request(*args, **kwargs)
 
-    rest.request = timed_request  # type: ignore[method-assign]
+    rest.request = timed_request  # type: ignore[method-assign]  # wraps the method on this one instance

@@ -160,7 +160,7 @@ def _cond(obj: Obj, kind: str) -> Obj | None:
 
 
 def _true(cond: Obj | None) -> bool:
-    return bool(cond) and cond.get("status") == "True"  # type: ignore[union-attr]
+    return cond is not None and cond.get("status") == "True"
 
 
 def _elapsed_since(since: datetime | None, now: datetime) -> timedelta | None:

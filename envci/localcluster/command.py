@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from envci.errors import ConfigError, EnvciError, ExitCode
-from envci.localcluster import cluster
+from envci.localcluster import cluster, spec
 
 ACTIONS = ("up", "down", "status", "kubeconfig", "load-image")
 
@@ -51,7 +51,7 @@ def _up(output: str, flavour: str) -> int:
 def _down(output: str, flavour: str) -> int:
     cluster.down(cluster.Settings(flavour=flavour))
     if output == "json":
-        print(json.dumps({"name": cluster.spec.cluster_name(flavour), "flavour": flavour, "running": False}))
+        print(json.dumps({"name": spec.cluster_name(flavour), "flavour": flavour, "running": False}))
     return ExitCode.OK
 
 

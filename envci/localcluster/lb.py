@@ -157,5 +157,5 @@ def wanted_status(ip: str | None) -> dict[str, Any]:
 def needs_patch(svc: Obj, ip: str | None) -> bool:
     """Whether the Service's status differs from what the allocation wants."""
     ingress = ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
-    want = wanted_status(ip)["status"]["loadBalancer"]["ingress"]
+    want: list[dict[str, Any]] = wanted_status(ip)["status"]["loadBalancer"]["ingress"]
     return [{"ip": i.get("ip"), "ipMode": i.get("ipMode")} for i in ingress] != want

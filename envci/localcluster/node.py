@@ -15,6 +15,7 @@ import shutil
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TypedDict, cast
 
 from envci.errors import InfrastructureError
 from envci.localcluster import hostops, nodespec
@@ -31,6 +32,13 @@ plugin sockets, the CNI result cache, container logs, shim sockets): removed at 
 found them absent."""
 
 ALLOW_PULLS_ENV = "ENVCI_ALLOW_PULLS"
+
+
+class _HostState(TypedDict, total=False):
+    """What `up` changed on the host, recorded in the node's host state file for `down` to restore."""
+
+    sysctls: dict[str, str]
+    absent_paths: list[str]
 
 
 class HostUnsuitable(InfrastructureError):
@@ -90,7 +98,7 @@ def _record_host_state(layout: NodeLayout) -> None:
     if layout.host_state_file.is_file():
         return
     layout.lib_dir.mkdir(parents=True, exist_ok=True)
-    state = {
+    state: _HostState = {
         "sysctls": hostops.read_sysctls(nodespec.KERNEL_SYSCTLS),
         "absent_paths": [p for p in HOST_PATHS if not os.path.lexists(p)],
     }
@@ -230,8 +238,9 @@ def teardown(layout: NodeLayout, net: Network, progress: Progress) -> None:
     # Agents and kube-proxy first (they remove their own iptables rules on SIGTERM), then the kubelet
     # so nothing restarts containers, then the containers themselves, their shims and containerd.
     for name in ("agent", "kube-proxy", "kubelet"):
-        if pids.get(name):
-            hostops.stop([pids[name]])  # type: ignore[list-item]
+        pid = pids.get(name)
+        if pid:
+            hostops.stop([pid])
     hostops.stop(hostops.cgroup_pids(nodespec.cgroup_root(layout)), grace=2.0)
     hostops.stop(hostops.processes_matching(_node_process(layout)), grace=5.0)
     runc_root = layout.run_dir / "runc"
@@ -259,9 +268,9 @@ def teardown(layout: NodeLayout, net: Network, progress: Progress) -> None:
     progress(f"real node {layout.node_name} removed")
 
 
-def _load_host_state(layout: NodeLayout) -> dict[str, object]:
+def _load_host_state(layout: NodeLayout) -> _HostState:
     try:
-        return dict(json.loads(layout.host_state_file.read_text()))
+        return cast(_HostState, dict(json.loads(layout.host_state_file.read_text())))
     except (OSError, ValueError):
         return {}
 

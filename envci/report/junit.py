@@ -16,7 +16,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
-from envci.report.model import Case, RunResult, SuiteResult, clean
+from envci.report.model import Case, RunResult, SuiteResult, Status, clean
 
 MESSAGE_LIMIT = 500
 
@@ -50,11 +50,12 @@ def _case(elem: ET.Element, suite: str) -> Case:
     )
     # Order matters when a tool writes several: an error (a crash, a teardown error) is the
     # stronger statement, then a failure; a skip only counts when nothing went wrong.
-    for tag, status in (("error", "error"), ("failure", "failed"), ("skipped", "skipped")):
+    marks: tuple[tuple[str, Status], ...] = (("error", "error"), ("failure", "failed"), ("skipped", "skipped"))
+    for tag, status in marks:
         found = elem.find(tag)
         if found is None:
             continue
-        case.status = status  # type: ignore[assignment]
+        case.status = status
         body = (found.text or "").strip()
         message = (found.get("message") or "").strip()
         if not message and body:

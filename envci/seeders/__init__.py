@@ -27,7 +27,8 @@ def kind_of(step: Any) -> str:
 
 def seeder(kind: str) -> Seeder:
     module = importlib.import_module(f"envci.seeders.{kind}")
-    return module.run  # type: ignore[no-any-return]
+    run: Seeder = module.run
+    return run
 
 
 __all__ = ["KINDS", "SeedContext", "SeedError", "StepResult", "kind_of", "seeder"]

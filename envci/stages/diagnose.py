@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -120,7 +121,7 @@ def write_bundle(
     for r in requests:
         text = read(
             f"log of {r.pod}/{r.container}",
-            lambda r=r: kube.read_log(ns, r.pod, r.container, previous=r.previous, tail_lines=limits.log_lines, limit_bytes=4 * limits.log_chars),
+            partial(kube.read_log, ns, r.pod, r.container, previous=r.previous, tail_lines=limits.log_lines, limit_bytes=4 * limits.log_chars),
             None,
         )
         files[r.path] = dx.log_text(text, limits=limits)

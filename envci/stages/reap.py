@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
+from urllib.parse import quote
 
 import requests
 
@@ -64,7 +65,7 @@ def github_pr_open(token: str, api: str = "https://api.github.com") -> PrIsOpen:
             return None  # unknown: keep the environment
         if r.status_code != 200:
             return None
-        return r.json().get("state") == "open"
+        return bool(r.json().get("state") == "open")
 
     return check
 
@@ -73,14 +74,14 @@ def gitlab_mr_open(token: str, api: str) -> PrIsOpen:
     def check(info: Mapping[str, str]) -> bool | None:
         if info.get("system") != "gitlab":
             return None
-        project = requests.utils.quote(info["repo"], safe="")
+        project = quote(info["repo"], safe="")
         try:
             r = requests.get(f"{api}/projects/{project}/merge_requests/{info['pr']}", headers={"PRIVATE-TOKEN": token}, timeout=10)
         except requests.RequestException:
             return None
         if r.status_code != 200:
             return None
-        return r.json().get("state") == "opened"
+        return bool(r.json().get("state") == "opened")
 
     return check
 

@@ -72,8 +72,9 @@ def up(
         path = collect(kube, rep, target, out_dir, error=error, failures=failures)
         if path is None:
             return None
-        result["diagnostics"] = summary_path(path)
-        return result["diagnostics"]
+        diagnostics = summary_path(path)
+        result["diagnostics"] = diagnostics
+        return diagnostics
 
     def stage(name: str, fn: Callable[[], Any]) -> Any:
         current["stage"] = name
@@ -85,9 +86,12 @@ def up(
             result["seconds"][name] = round(time.monotonic() - t0, 1)
             rep.progress(f"== {name}: {result['seconds'][name]:.1f}s")
 
+    def wait_for(names: list[str]) -> None:
+        wait_ready(cfg, kube, rep, components=names)
+
     try:
         result["stages"]["provision"] = stage(
-            "provision", lambda: provision(cfg, kube, rep, wait_for_dependency=lambda names: wait_ready(cfg, kube, rep, components=names))
+            "provision", lambda: provision(cfg, kube, rep, wait_for_dependency=wait_for)
         )
         result["urls"] = result["stages"]["provision"].get("urls") or result["urls"]
         result["stages"]["wait-ready"] = stage("wait-ready", lambda: wait_ready(cfg, kube, rep))

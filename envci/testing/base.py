@@ -14,7 +14,7 @@ from envci.config.loader import LoadedConfig
 from envci.config.model import CommandSuite, HelmTestSuite, JobSuite, suite_slug
 from envci.kube.client import Kube
 from envci.output import Reporter
-from envci.report.model import Case, clean
+from envci.report.model import Case, Status, clean
 
 AnySuite = CommandSuite | JobSuite | HelmTestSuite
 slug = suite_slug  # names a suite's Job and log file
@@ -53,10 +53,10 @@ class SuiteContext:
         return d / f"{slug(name)}.log"
 
 
-def failure_case(name: str, classname: str, message: str, detail: str = "", *, seconds: float = 0.0, status: str = "failed") -> Case:
+def failure_case(name: str, classname: str, message: str, detail: str = "", *, seconds: float = 0.0, status: Status = "failed") -> Case:
     """A synthetic test case for a suite that failed without telling us which test did."""
     return Case(
-        name=name, classname=classname, seconds=seconds, status=status,  # type: ignore[arg-type]
+        name=name, classname=classname, seconds=seconds, status=status,
         message=clean(message, 500), detail=clean(detail),
     )
 

@@ -114,7 +114,7 @@ def _stop(proc: subprocess.Popen[str]) -> None:
 
 
 def run(suite: CommandSuite, ctx: SuiteContext, *, clock: Callable[[], float] = time.time) -> SuiteResult:
-    say = lambda m: ctx.progress(suite.name, m)
+    say: Callable[[str], None] = lambda m: ctx.progress(suite.name, m)
     log_path = ctx.log_path(suite.name)
     timeout = parse_duration(suite.timeout).total_seconds()
     env = {**os.environ, **ctx.env}

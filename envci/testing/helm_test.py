@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 
 from envci.config.model import HelmTestSuite
 from envci.helm import Helm
@@ -63,7 +64,7 @@ def results(suite: HelmTestSuite, release: str, returncode: int, stdout: str, st
 
 
 def run(suite: HelmTestSuite, ctx: SuiteContext) -> SuiteResult:
-    say = lambda m: ctx.progress(suite.name, m)
+    say: Callable[[str], None] = lambda m: ctx.progress(suite.name, m)
     comp = ctx.cfg.spec.component(suite.helm_test)
     release = ctx.releases.get(comp.name) or (comp.helm.release if comp.helm and comp.helm.release else comp.name)
     say(f"helm test {release}")

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import shlex
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from envci.config.model import JobSuite, SuiteJob
@@ -181,7 +181,7 @@ def read_log(kube: Kube, namespace: str, pod: str) -> str:
 
 
 def run(suite: JobSuite, ctx: SuiteContext) -> SuiteResult:
-    say = lambda m: ctx.progress(suite.name, m)
+    say: Callable[[str], None] = lambda m: ctx.progress(suite.name, m)
     if ctx.kube is None:
         raise InfrastructureError(f"suite {suite.name} needs the cluster, and no connection was made")
     secret_names = ctx.cfg.secret_keys("test", ctx.index, "job", "env")
