@@ -8,6 +8,8 @@ that teardown and the janitor can find.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import threading
 from datetime import datetime, timezone
 from typing import Any, Callable
 
@@ -212,7 +214,7 @@ async def _install_graph(
             msg = await install_component(kube, helm, cfg, c, state.components[c.name])
             rep.progress(f"  {c.name}: {msg}")
             if wait_for_dependency and c.name in needed and not failed:
-                await asyncio.to_thread(wait_for_dependency, [c.name])
+                await _in_daemon_thread(wait_for_dependency, [c.name])
             ready[c.name].set_result(None)
         except BaseException as e:
             if not isinstance(e, _Skipped):
@@ -226,6 +228,30 @@ async def _install_graph(
     await asyncio.gather(*(one(c) for c in comps))
     if failed:
         raise failed[0]
+
+
+async def _in_daemon_thread(fn: Callable[[list[str]], None], names: list[str]) -> None:
+    """`fn(names)` in a thread of its own that never holds the process: a wait for readiness may run
+    for minutes, and a cancelled provision (SIGTERM) must exit at once, not when that wait ends (the
+    executor behind asyncio.to_thread is joined at exit)."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+
+    def settle(error: BaseException | None) -> None:
+        if not done.done():
+            done.set_exception(error) if error else done.set_result(None)
+
+    def work() -> None:
+        error: BaseException | None = None
+        try:
+            fn(names)
+        except BaseException as e:  # noqa: BLE001 - handed to the awaiting task, which raises it
+            error = e
+        with contextlib.suppress(RuntimeError):  # the loop is gone: provision was cancelled meanwhile
+            loop.call_soon_threadsafe(settle, error)
+
+    threading.Thread(target=work, name=f"wait-{'-'.join(names)}", daemon=True).start()
+    await done
 
 
 class _Skipped(Exception):
