@@ -11,11 +11,15 @@ stand-in with these methods, is all a stage test needs.
 
 from __future__ import annotations
 
+import atexit
 import builtins
+import contextlib
 import email.utils
 import json
 import logging
 import os
+import secrets
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -227,6 +231,20 @@ class ForwardStream(Protocol):
     def error(self, port_number: int) -> str | None: ...
 
 
+def _discovery_cache() -> str:
+    """A discovery cache for this process alone, removed at exit. The client's default is one file per
+    server shared by every process, which goes on listing a kind after its CRD was deleted: a missing
+    CRD would then pass the checks made before anything is changed and fail half-way as a 404."""
+    path = os.path.join(tempfile.gettempdir(), f"envci-discovery-{os.getpid()}-{secrets.token_hex(4)}.json")
+    atexit.register(_remove_quietly, path)
+    return path
+
+
+def _remove_quietly(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
 class Kube:
     """A connected client; construct with `connect()`.
 
@@ -245,7 +263,7 @@ class Kube:
     def _dynamic(self) -> DynamicClient:
         if self._dyn is None:
             try:
-                self._dyn = with_retries(lambda: DynamicClient(self._api), "discover the API", self.retry)
+                self._dyn = with_retries(lambda: DynamicClient(self._api, cache_file=_discovery_cache()), "discover the API", self.retry)
             except ApiException as e:
                 raise api_error(e, "discover the API") from None
             except LOCAL_FILE_ERRORS as e:
