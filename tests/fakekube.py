@@ -96,7 +96,7 @@ class FakeKube:
         """Simulated seconds after which waiting fails the test: code that would wait forever stops."""
         self.elapsed = 0.0
         """Simulated seconds since `start`; see `monotonic` and `utcnow`."""
-        self._scheduled: list[tuple[float, Callable[[FakeKube], None]]] = []
+        self._scheduled: list[tuple[float, Callable[[FakeKube], None], bool]] = []
         self._failures: dict[str, tuple[Exception, int | None]] = {}
         self._lingering: dict[str, int] = {}
         self._version = 0
@@ -115,9 +115,10 @@ class FakeKube:
         with self._lock:
             self._pass_time(seconds)
 
-    def at(self, seconds: float, change: Callable[[FakeKube], None]) -> None:
-        """Make `change` happen once `seconds` of simulated time have passed."""
-        self._scheduled.append((seconds, change))
+    def at(self, seconds: float, change: Callable[[FakeKube], None], *, wakes: bool = True) -> None:
+        """Make `change` happen once `seconds` of simulated time have passed. `wakes=False`: a change
+        no watch sees (a workload's status, when only pods are watched); it waits for time to pass."""
+        self._scheduled.append((seconds, change, wakes))
         self._scheduled.sort(key=lambda s: s[0])
 
     def fail(self, method: str, error: Exception, times: int | None = None) -> None:
@@ -162,14 +163,11 @@ class FakeKube:
         end = self.elapsed + max(seconds, 0.0)
         if end > self.horizon:
             raise AssertionError(f"still waiting after {self.horizon:.0f} simulated seconds: the code under test would wait forever")
-        due = [s for s in self._scheduled if s[0] <= end]
-        if not due:
-            self.elapsed = end
-            return
-        self.elapsed = max(self.elapsed, due[0][0])
+        waking = [s for s in self._scheduled if s[0] <= end and s[2]]
+        self.elapsed = max(self.elapsed, waking[0][0]) if waking else end
         now_due = [s for s in self._scheduled if s[0] <= self.elapsed]
         self._scheduled = [s for s in self._scheduled if s[0] > self.elapsed]
-        for _, change in now_due:
+        for _, change, _ in now_due:
             change(self)
 
     # --- objects -----------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
@@ -38,6 +39,9 @@ class Item:
 
 Obj = dict[str, Any]
 _ORDINAL = re.compile(r"-(\d+)$")
+# After a pod changes: how often, and how soon, to look again for its workload's status to follow.
+RECHECKS = 5
+RECHECK_SECONDS = 0.2
 
 
 def _controller_ref(obj: Obj) -> Obj | None:
@@ -267,6 +271,7 @@ def wait_ready(
     timeout: timedelta | None = None,
     rules: readiness.Rules | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+    sleep: Callable[[float], None] = time.sleep,
 ) -> dict[str, Any]:
     ns = cfg.identity.namespace
     rules = rules or readiness.Rules()
@@ -282,6 +287,7 @@ def wait_ready(
     deadlines = {c.name: start + (timeout or parse_duration(c.wait.timeout)) for c in wanted}
     last_seen: dict[str, str] = {}
     rep.progress(f"waiting for {', '.join(sorted(wanted_names)) or 'the namespace'} in {ns}")
+    rechecks = 0
     while True:
         now = clock()
         pods = kube.pods(ns)
@@ -324,9 +330,18 @@ def wait_ready(
                 "workloads": [{"component": i.component, "workload": i.ref, "state": i.verdict.state} for i in decision.items],
                 "urls": state.urls if state else {},
             }
+        if rechecks:
+            # A pod just changed and its workload's status follows it within moments, with no pod
+            # event to wake on: look again shortly instead of waiting out a whole watch.
+            rechecks -= 1
+            sleep(RECHECK_SECONDS)
+            continue
         remaining = min(deadlines.values(), default=now) - now
-        # Workload status lags its pods: look again after two seconds at most.
-        kube.wait_for_pod_change(ns, max(1, min(2, int(remaining.total_seconds()) + 1)))
+        seconds = max(1, min(2, int(remaining.total_seconds()) + 1))  # status may lag: two seconds at most
+        before = clock()
+        kube.wait_for_pod_change(ns, seconds)
+        if (clock() - before).total_seconds() < seconds - 0.05:
+            rechecks = RECHECKS
 
 
 def _record(kube: Kube, state: st.EnvState | None, stage: str, result: str, message: str) -> None:

@@ -59,7 +59,7 @@ def environment(cfg: LoadedConfig, *objects: dict[str, Any]) -> FakeKube:
 
 
 def wait(cfg: LoadedConfig, kube: FakeKube) -> dict[str, Any]:
-    return wait_ready(cfg, kube, Reporter(err=io.StringIO()), clock=kube.utcnow)  # type: ignore[arg-type]
+    return wait_ready(cfg, kube, Reporter(err=io.StringIO()), clock=kube.utcnow, sleep=kube.sleep)  # type: ignore[arg-type]
 
 
 def last_record(kube: FakeKube, cfg: LoadedConfig) -> dict[str, str]:
@@ -81,6 +81,15 @@ def test_it_wakes_when_the_workload_becomes_ready(cfg: LoadedConfig) -> None:
     kube.at(13, lambda k: k.set_status("Deployment", "web", cfg.identity.namespace, deployment(available=2)["status"]))
     out = wait(cfg, kube)
     assert out["ready"] and out["seconds"] == 13 and kube.elapsed == 13
+
+
+def test_a_workload_status_that_follows_its_pod_is_seen_within_moments_not_at_the_next_watch(cfg: LoadedConfig) -> None:
+    kube = environment(cfg, deployment(available=1))
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-1", "labels": {"app": "web"}}, "status": {"phase": "Pending"}}
+    kube.at(5, lambda k: k.add(pod, cfg.identity.namespace))  # a pod event wakes the watch
+    kube.at(5.3, lambda k: k.set_status("Deployment", "web", cfg.identity.namespace, deployment(available=2)["status"]), wakes=False)
+    out = wait(cfg, kube)
+    assert out["ready"] and 5.3 <= kube.elapsed <= 5.5  # not 7: the next watch would end two seconds on
 
 
 def test_a_crash_loop_is_not_ready_at_once_without_waiting_for_the_deadline(cfg: LoadedConfig) -> None:
