@@ -378,7 +378,10 @@ class FakeKube:
     ) -> Iterator[str]:
         yield from (self.read_log(namespace, pod, container, previous=previous, tail_lines=tail_lines) or "").splitlines()
 
-    def wait_for_pod_change(self, namespace: str, seconds: int) -> None:
+    def pods_version(self, namespace: str) -> str | None:
+        return str(self.elapsed)
+
+    def wait_for_pod_change(self, namespace: str, seconds: int, *, since: str | None = None) -> None:
         with self._lock:
             self._pass_time(seconds)
 

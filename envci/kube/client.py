@@ -600,17 +600,24 @@ class Kube:
         finally:
             resp.release_conn()
 
-    def wait_for_pod_change(self, namespace: str, seconds: int) -> None:
-        """Block until a pod in the namespace changes, or `seconds` pass.
-
-        Starts from the current resource version, so only changes after the call wake it; a
-        watch that ends early (dropped, expired) still waits out a short pause, never a busy loop."""
+    def pods_version(self, namespace: str) -> str | None:
+        """The resource version of the namespace's pods now: a watch from it sees every later change."""
         try:
             listed = self._call(lambda: self._rest("GET", f"/api/v1/namespaces/{namespace}/pods", query={"limit": 1}), f"list pods in {namespace}")
         except ApiException as e:
             raise api_error(e, f"list pods in {namespace}") from None
+        version = (listed.get("metadata") or {}).get("resourceVersion")
+        return str(version) if version else None
+
+    def wait_for_pod_change(self, namespace: str, seconds: int, *, since: str | None = None) -> None:
+        """Block until a pod in the namespace changes, or `seconds` pass.
+
+        From `since` (a `pods_version` read before the caller last looked, so that nothing that
+        changed while it looked is missed), else from now. A watch that ends early (dropped,
+        expired) still waits out a short pause, never a busy loop."""
+        version = since or self.pods_version(namespace)
         end = time.monotonic() + seconds
-        for _ in self.watch("Pod", namespace, seconds=seconds, resource_version=(listed.get("metadata") or {}).get("resourceVersion")):
+        for _ in self.watch("Pod", namespace, seconds=seconds, resource_version=version):
             return
         left = end - time.monotonic()
         if left > 0:

@@ -289,6 +289,7 @@ def wait_ready(
     rep.progress(f"waiting for {', '.join(sorted(wanted_names)) or 'the namespace'} in {ns}")
     rechecks = 0
     while True:
+        since = kube.pods_version(ns) if not rechecks else None  # before looking: what changes meanwhile wakes the wait
         now = clock()
         pods = kube.pods(ns)
         items = judge(list_workloads(kube, ns), pods, release_map, now=now, rules=rules)
@@ -339,7 +340,7 @@ def wait_ready(
         remaining = min(deadlines.values(), default=now) - now
         seconds = max(1, min(2, int(remaining.total_seconds()) + 1))  # status may lag: two seconds at most
         before = clock()
-        kube.wait_for_pod_change(ns, seconds)
+        kube.wait_for_pod_change(ns, seconds, since=since)
         if (clock() - before).total_seconds() < seconds - 0.05:
             rechecks = RECHECKS
 
