@@ -75,20 +75,12 @@ def status_of(record: dict[str, Any]) -> str:
 
 def merge_values(layers: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """Values files merged as `helm -f a -f b` merges them: maps key by key, anything else replaced."""
+    from envci.config.overrides import merge  # here: teardown reads records without loading configuration code
+
     out: dict[str, Any] = {}
     for layer in layers:
-        out = _merge(out, layer)
+        out = merge(out, layer)
     return out
-
-
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in over.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
 
 
 def plan(current: dict[str, Any] | None, chart: ChartId, values: dict[str, Any]) -> Plan:

@@ -138,8 +138,8 @@ class Helm(Strict):
     repo: str | None = Field(None, description="Chart repository URL for a named chart")
     version: str | None = Field(None, description="Chart version (required for repo and oci:// charts)")
     release: str | None = Field(None, description="Release name (default: the component's name)")
-    values_files: list[str] = Field(default_factory=list, description="Values files, relative to envci.yaml")
-    values: dict[str, Any] = Field(default_factory=dict, description="Inline values (templated)")
+    values_files: list[str] = Field(default_factory=list, description="Values files, relative to envci.yaml, merged in order as `helm -f` merges them (maps key by key, lists replaced)")
+    values: dict[str, Any] = Field(default_factory=dict, description="Inline values (templated), merged over the values files")
 
     @model_validator(mode="after")
     def _remote_needs_version(self) -> "Helm":
