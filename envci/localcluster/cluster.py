@@ -340,9 +340,7 @@ def _converge(layout: spec.Layout, env: Mapping[str, str], settings: Settings, p
 def _ensure_nodes(layout: spec.Layout, env: Mapping[str, str], settings: Settings, progress: Progress) -> None:
     if len(_nodes(layout, env)) < settings.nodes:
         progress(f"adding simulated nodes (total {settings.nodes})")
-        result = _kwokctl(layout, env, "scale", "node", "--replicas", str(settings.nodes), timeout=settings.command_timeout)
-        if result.returncode != 0:
-            raise _fail("kwokctl scale node", result, layout)
+        _apply(layout, env, nodespec.simulated_nodes(settings.nodes), "the simulated nodes")
     _wait_until(
         lambda: _ready_nodes(layout, env) >= settings.nodes,
         timeout=settings.nodes_timeout,

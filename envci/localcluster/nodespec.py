@@ -14,6 +14,7 @@ that would cross another interface.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -219,6 +220,32 @@ def control_plane_patches(layout: NodeLayout, net: Network) -> dict[str, Any]:
             },
         ],
     }
+
+
+SIMULATED_POD_RANGE = "198.18.128.0/17"
+"""Pod addresses on simulated nodes (kwok hands them out from each node's podCIDR): beside the real
+node's pods (198.18.0.0/17), never 10/8 as kwokctl's own node template would give."""
+
+
+def simulated_nodes(count: int, *, pods_per_node: int = 250) -> list[dict[str, Any]]:
+    """Pure: the simulated cluster's Node objects, each with a /24 of SIMULATED_POD_RANGE. kwok acts
+    for every node (it runs with --manage-all-nodes) and marks them Ready. 250 pods each, so a
+    hundred three-pod environments fit on two."""
+    base = ipaddress.ip_network(SIMULATED_POD_RANGE)
+    subnets = base.subnets(new_prefix=24)
+    nodes = []
+    for i in range(count):
+        name, cidr = f"node-{i:06d}", str(next(subnets))
+        size = {"cpu": "32", "memory": "256Gi", "pods": str(pods_per_node)}
+        nodes.append({
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": name, "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
+                         "labels": {"type": "kwok", "kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
+                                    "kubernetes.io/arch": "amd64", "node-role.kubernetes.io/agent": ""}},
+            "spec": {"podCIDR": cidr, "podCIDRs": [cidr]},
+            "status": {"capacity": size, "allocatable": size},
+        })
+    return nodes
 
 
 def simulated_patches() -> dict[str, Any]:

@@ -188,3 +188,17 @@ def test_default_objects_are_the_logs_and_the_default_storage_class() -> None:
     assert sc["metadata"]["annotations"]["storageclass.kubernetes.io/is-default-class"] == "true"
     # kwok.yaml's volume stages select claims by this class name.
     assert f"self.spec.storageClassName == '{sc['metadata']['name']}'" in KWOK_CONFIG.read_text()
+
+
+def test_simulated_nodes_hand_out_pod_addresses_beside_the_real_nodes_never_from_private_ranges() -> None:
+    import ipaddress
+
+    from envci.localcluster import nodespec
+
+    nodes = nodespec.simulated_nodes(3)
+    cidrs = [ipaddress.ip_network(n["spec"]["podCIDR"]) for n in nodes]
+    assert [n["metadata"]["name"] for n in nodes] == ["node-000000", "node-000001", "node-000002"]
+    assert len(set(cidrs)) == 3 and all(c.subnet_of(ipaddress.ip_network("198.18.128.0/17")) for c in cidrs)
+    assert not any(c.overlaps(ipaddress.ip_network(nodespec.Network().pod_subnet)) for c in cidrs)  # the real node's pods
+    assert all(not c.is_private or c.subnet_of(ipaddress.ip_network("198.18.0.0/15")) for c in cidrs)
+    assert all(n["status"]["capacity"]["pods"] == "250" and n["metadata"]["annotations"]["kwok.x-k8s.io/node"] == "fake" for n in nodes)
