@@ -813,6 +813,11 @@ def _confirmed_by_pods(verdict: Verdict, label: str, pods: list[Obj], now: datet
     settling = [v for v in verdicts if v.reason == "Settling"]
     if settling:
         return Verdict("progressing", "Settling", f"{verdict.message}; {settling[0].message}", settling[0].pods)
+    # A container that stopped after the controller counted its pod available (it exited, or was
+    # OOM-killed, and is restarting): the count is stale until the controller sees it.
+    stopped = [v for p, v in zip(pods, verdicts) if v.state == "progressing" and not _deleting(p)]
+    if stopped:
+        return Verdict("progressing", stopped[0].reason, f"{verdict.message}; {stopped[0].message}", stopped[0].pods)
     return verdict
 
 

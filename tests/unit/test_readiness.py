@@ -1330,3 +1330,24 @@ def test_real_node_log_sources(name: str, container: str, previous: bool, init: 
     pod = real(name)
     sources = log_sources(pod)
     assert sources[0] == LogSource(pod["metadata"]["name"], container, previous=previous, init=init)
+
+
+def test_a_deployment_counted_available_whose_container_just_stopped_is_not_ready_yet() -> None:
+    from envci.kube.readiness import assess
+
+    now = datetime(2026, 1, 1, 10, 0, 30, tzinfo=timezone.utc)
+    dep = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "generation": 1},
+           "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}}},
+           "status": {"observedGeneration": 1, "replicas": 1, "updatedReplicas": 1, "availableReplicas": 1, "readyReplicas": 1}}
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-1", "labels": {"app": "web"}},
+           "spec": {"containers": [{"name": "app", "resources": {"limits": {"memory": "16Mi"}}}]},
+           "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "False", "lastTransitionTime": "2026-01-01T10:00:29Z"}],
+                      "containerStatuses": [{"name": "app", "ready": False, "restartCount": 0,
+                                             "state": {"terminated": {"reason": "OOMKilled", "exitCode": 137}}}]}}
+    verdict = assess(dep, [pod], now=now)
+    assert verdict.state == "progressing" and "web-1" in verdict.message  # the controller's 1/1 is stale
+    ready_pod = copy.deepcopy(pod)
+    ready_pod["status"]["conditions"][0]["status"] = "True"
+    ready_pod["status"]["conditions"][0]["lastTransitionTime"] = "2026-01-01T10:00:00Z"
+    ready_pod["status"]["containerStatuses"][0].update(ready=True, state={"running": {"startedAt": "2026-01-01T10:00:00Z"}})
+    assert assess(dep, [ready_pod], now=now).state == "ready"

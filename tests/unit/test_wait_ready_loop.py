@@ -85,7 +85,11 @@ def test_it_wakes_when_the_workload_becomes_ready(cfg: LoadedConfig) -> None:
 
 def test_a_workload_status_that_follows_its_pod_is_seen_within_moments_not_at_the_next_watch(cfg: LoadedConfig) -> None:
     kube = environment(cfg, deployment(available=1))
-    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-1", "labels": {"app": "web"}}, "status": {"phase": "Pending"}}
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-1", "labels": {"app": "web"}},
+           "spec": {"containers": [{"name": "app", "readinessProbe": {"httpGet": {"port": 80}}}]},
+           "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": "2026-01-01T10:00:14Z"}],
+                      "containerStatuses": [{"name": "app", "ready": True, "restartCount": 0,
+                                             "state": {"running": {"startedAt": "2026-01-01T10:00:13Z"}}}]}}
     kube.at(5, lambda k: k.add(pod, cfg.identity.namespace))  # a pod event wakes the watch
     kube.at(5.3, lambda k: k.set_status("Deployment", "web", cfg.identity.namespace, deployment(available=2)["status"]), wakes=False)
     out = wait(cfg, kube)
