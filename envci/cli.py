@@ -127,6 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("teardown", "remove the environment and everything it created (idempotent)")
     _duration_flag(p, "--timeout", default="5m", help="how long to wait for the namespace to go (default: %(default)s)")
     p.add_argument("--force", action="store_true", help="remove finalizers from envci-owned objects if the namespace is stuck")
+    _duration_flag(p, "--deadline", default=None,
+                   help="finish within this time, e.g. 2m, as a cancelled CI job must inside its grace period: every deletion starts "
+                   "at once, and a namespace still terminating then is left to Kubernetes (exit 0; `gone` is false)")
     p = add("status", "show one environment: components, readiness, URLs, expiry")
     p = add("list", "list all environments envci manages", config=False)
     p.add_argument("--app", default=None, help="only this application's environments")

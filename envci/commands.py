@@ -123,9 +123,14 @@ def teardown(inv: Invocation) -> Result:
     if t.missing:
         return Result({"name": None, "namespace": None, "deleted": False, "existed": False, "context": t.missing},
                       f"no environment of this build's {t.missing} exists; nothing to do")
+    deadline = inv.args.deadline.total_seconds() if inv.args.deadline else None
     res = teardown(inv.kube(), inv.rep, namespace=t.namespace, name=t.name, timeout=inv.args.timeout.total_seconds(), force=inv.args.force,
-                   build=t.build)
-    return Result(res, f"environment {res['name']} removed" if res["existed"] else f"environment {res['name']} did not exist; nothing to do")
+                   build=t.build, deadline=deadline)
+    if not res["existed"]:
+        return Result(res, f"environment {res['name']} did not exist; nothing to do")
+    if res.get("gone") is False:
+        return Result(res, f"environment {res['name']}: everything is deleted or being deleted; its namespace was still terminating at the deadline")
+    return Result(res, f"environment {res['name']} removed")
 
 
 def status(inv: Invocation) -> Result:

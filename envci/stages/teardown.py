@@ -8,7 +8,9 @@ that has since changed.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
+from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
 from envci import external
@@ -17,8 +19,9 @@ from envci.errors import ConfigError, EnvciError, InfrastructureError, Ownership
 from envci.helm import Helm
 from envci.identity import CiContext, context_selector, environment_key, is_older_build, label_value
 from envci.kube.client import Kube
-from envci.kube.lease import Lease
+from envci.kube.lease import Lease, settings_from_env
 from envci.manifests import HELM_RELEASE_ANNOTATION
+from envci.namespace import A, rfc3339
 from envci.output import Reporter
 
 Sleep = Callable[[float], None]
@@ -113,7 +116,16 @@ def teardown(
     helm_factory: Callable[[], Helm] | None = None,
     sleep: Sleep = time.sleep,
     clock: Clock = time.monotonic,
+    deadline: float | None = None,
 ) -> dict[str, Any]:
+    """Remove the environment. With `deadline` (seconds), finish inside it, as a cancelled CI job must
+    within its grace period: every deletion starts early and each wait is cut to what is left; a
+    namespace still terminating at the deadline is Kubernetes' to finish (`gone` is False)."""
+    end = clock() + deadline if deadline is not None else None
+
+    def left(share: float = 1.0) -> float:
+        return timeout if end is None else max(1.0, (end - clock()) * share)
+
     ns = find_namespace(kube, namespace=namespace, name=name)
     label = name or namespace
     if ns is None:
@@ -128,9 +140,13 @@ def teardown(
     rep.progress(f"tearing down environment {env_name} (namespace {ns_name})")
     lease = None
     state = None  # a namespace already Terminating has no record worth reading
+    marked = not ns["metadata"].get("deletionTimestamp") and mark_expired(kube, ns, rep)
     try:  # whatever fails below, the lease is released and its renewal thread stopped
         if not ns["metadata"].get("deletionTimestamp"):
-            lease = Lease(kube, ns_name, "teardown", progress=rep.progress)
+            settings = settings_from_env()
+            if end is not None:  # waiting out another holder must leave time for the deletions
+                settings = dataclasses.replace(settings, wait=min(settings.wait, timedelta(seconds=left(0.3))))
+            lease = Lease(kube, ns_name, "teardown", settings=settings, progress=rep.progress)
             lease.acquire()
             state = st.load(kube, ns_name)
             if state:
@@ -139,17 +155,28 @@ def teardown(
                     st.save(kube, state)
                 except EnvciError:
                     pass
-            _uninstall_releases(kube, ns_name, rep, helm_factory or (lambda: Helm.beside(kube)))
+            _uninstall_releases(kube, ns_name, rep, helm_factory or (lambda: Helm.beside(kube)), timeout=f"{int(left(0.5))}s" if end is not None else "2m")
         _delete_external(ns, state=state, rep=rep, lease=lease)
         if lease:
             lease.check()  # another stage took over meanwhile: do not delete its namespace
         kube.delete("v1", "Namespace", ns_name)
+    except EnvciError as e:
+        if marked:
+            e.hint = f"{e.hint + '; ' if e.hint else ''}the environment is marked expired, so the janitor's next sweep (envci reap) removes it"
+        raise
     finally:
         if lease:
             lease.release()
     if not wait:
         return {"name": env_name, "namespace": ns_name, "deleted": True, "existed": True}
-    gone = _wait_gone(kube, ns_name, timeout, rep, sleep, clock, force=force)
+    gone = _wait_gone(kube, ns_name, left(), rep, sleep, clock, force=force)
+    if not gone and end is not None:
+        reasons = stuck_reasons(kube, kube.namespace(ns_name) or ns)
+        rep.warn(
+            f"namespace {ns_name} is still terminating at the {deadline:.0f}s deadline; its deletion is under way and Kubernetes "
+            f"finishes it{' (' + '; '.join(reasons) + ')' if reasons else ''}. If it stays, `envci teardown --env {env_name}` says why"
+        )
+        return {"name": env_name, "namespace": ns_name, "deleted": True, "existed": True, "gone": False}
     if not gone:
         reasons = stuck_reasons(kube, kube.namespace(ns_name) or ns)
         raise InfrastructureError(
@@ -158,10 +185,23 @@ def teardown(
             "fix that controller, or rerun with --force to remove finalizers from envci-owned objects",
         )
     rep.progress(f"environment {env_name} is gone")
-    return {"name": env_name, "namespace": ns_name, "deleted": True, "existed": True}
+    return {"name": env_name, "namespace": ns_name, "deleted": True, "existed": True, "gone": True}
 
 
-def _uninstall_releases(kube: Kube, namespace: str, rep: Reporter, helm_factory: Callable[[], Helm]) -> None:
+def mark_expired(kube: Kube, ns: dict[str, Any], rep: Reporter, now: datetime | None = None) -> bool:
+    """Set the environment's expiry to now before deleting anything: a teardown cut off half-way (a
+    cancelled job's grace period ends, the runner dies) leaves an environment the janitor's next sweep
+    takes, not one that waits out its TTL. False when the mark could not be written."""
+    now = now or datetime.now(timezone.utc)
+    try:
+        kube.patch_merge("v1", "Namespace", ns["metadata"]["name"], {"metadata": {"annotations": {A + "expires-at": rfc3339(now)}}})
+    except EnvciError as e:
+        rep.warn(f"could not mark the environment expired ({e.message}); the janitor takes it at its TTL if teardown stops early")
+        return False
+    return True
+
+
+def _uninstall_releases(kube: Kube, namespace: str, rep: Reporter, helm_factory: Callable[[], Helm], *, timeout: str = "2m") -> None:
     """Helm first, for the releases that own something deleting the namespace would leave (cluster-scoped
     objects, objects elsewhere, delete hooks); the namespace deletion removes the rest with their records,
     and a helm process for each would only slow every teardown down."""
@@ -179,7 +219,7 @@ def _uninstall_releases(kube: Kube, namespace: str, rep: Reporter, helm_factory:
                 rep.progress(f"  uninstalling helm release {r['name']} ({r.get('needs_uninstall', 'unknown')})")
             else:
                 rep.progress(f"  helm release {r['name']} goes with the namespace")
-        await asyncio.gather(*(helm.uninstall(r["name"], namespace) for r in releases))
+        await asyncio.gather(*(helm.uninstall(r["name"], namespace, timeout=timeout) for r in releases))
 
     try:
         asyncio.run(go())

@@ -18,9 +18,14 @@ from typing import Any
 
 from envci.config.loader import LoadedConfig
 from envci.config.model import Component
-from envci.errors import EnvciError, ExitCode, SupersededError
+from envci.errors import CancelledError, EnvciError, ExitCode, SupersededError
 from envci.kube.client import Kube
 from envci.output import Reporter
+
+CANCELLED_TEARDOWN_SECONDS = 60.0
+"""How long teardown may take after a cancellation: runners kill a cancelled job's processes soon after
+their signal (GitHub within about ten seconds, GitLab when after_script's own timeout ends), so
+deletions start at once and the wait is short; the janitor removes anything left."""
 
 
 @contextmanager
@@ -122,9 +127,10 @@ def up(
             rep.progress(f"keeping environment {ident.name} after the failure (--keep-on-failure); `envci teardown --env {ident.name}` removes it")
             _say_how_to_look(cfg, rep)
         elif not keep:
-            rep.progress("tearing down after the failure" if not isinstance(e, KeyboardInterrupt) else "tearing down after cancellation")
+            cancelled = isinstance(e, (KeyboardInterrupt, CancelledError))
+            rep.progress("tearing down after cancellation" if cancelled else "tearing down after the failure")
             with _shielded():
-                _teardown_quietly(kube, rep, ident.namespace, ident.ctx.build, teardown)
+                _teardown_quietly(kube, rep, ident.namespace, ident.ctx.build, teardown, deadline=CANCELLED_TEARDOWN_SECONDS if cancelled else None)
         else:
             _say_how_to_look(cfg, rep)
         raise
@@ -220,8 +226,8 @@ def format_result(res: dict[str, Any], *, keep: bool) -> str:
     return "\n".join(lines)
 
 
-def _teardown_quietly(kube: Kube, rep: Reporter, namespace: str, build: str, teardown: Callable[..., Any]) -> None:
+def _teardown_quietly(kube: Kube, rep: Reporter, namespace: str, build: str, teardown: Callable[..., Any], *, deadline: float | None) -> None:
     try:
-        teardown(kube, rep, namespace=namespace, build=build)
+        teardown(kube, rep, namespace=namespace, build=build, deadline=deadline)
     except EnvciError as e:
-        rep.warn(f"teardown after the failure did not finish: {e.message}; `envci reap` removes the rest when it expires")
+        rep.warn(f"teardown after the failure did not finish: {e.message}; the janitor (`envci reap`) removes the rest")

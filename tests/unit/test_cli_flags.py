@@ -21,13 +21,13 @@ CASES = [(cmd, flag) for cmd, p in commands().items() for flag in duration_flags
 
 
 def test_the_known_duration_flags_are_all_found() -> None:
-    assert sorted(CASES) == [("extend", "--ttl"), ("logs", "--since"), ("teardown", "--timeout"), ("wait-ready", "--timeout")]
+    assert sorted(CASES) == [("extend", "--ttl"), ("logs", "--since"), ("teardown", "--deadline"), ("teardown", "--timeout"), ("wait-ready", "--timeout")]
 
 
 def test_no_flag_takes_a_duration_without_being_marked_as_one() -> None:
     for cmd, p in commands().items():
         for a in p._actions:
-            if a.dest in ("timeout", "ttl"):
+            if a.dest in ("timeout", "ttl", "deadline"):
                 assert a.metavar == DURATION, f"{cmd} {a.option_strings}"
 
 

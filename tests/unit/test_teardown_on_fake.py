@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import textwrap
+from datetime import datetime, timedelta, timezone
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,9 @@ from envci.identity import CiContext
 from envci.kube.lease import LEASE_NAME
 from envci.output import Reporter
 from envci.stages.provision import ensure_namespace, provision
+from envci.stages.reap import reap_reason
 from envci.stages.teardown import teardown
+from envci.timestamps import parse_time
 
 CONFIG = """\
     name: shop
@@ -42,12 +45,14 @@ class FakeHelm:
 
     def __init__(self, calls: list[str], releases: list[str], *, namespaced_only: tuple[str, ...] = ()) -> None:
         self.calls, self.names, self.namespaced_only = calls, releases, namespaced_only
+        self.timeouts: list[str] = []
 
     async def releases(self, namespace: str) -> list[dict[str, Any]]:
         return [{"name": n, "needs_uninstall": None if n in self.namespaced_only else "ClusterRole r is cluster-scoped"} for n in self.names]
 
-    async def uninstall(self, name: str, namespace: str) -> None:
+    async def uninstall(self, name: str, namespace: str, timeout: str = "2m") -> None:
         self.calls.append(f"helm uninstall {name}")
+        self.timeouts.append(timeout)
         self.names.remove(name)
 
 
@@ -97,7 +102,8 @@ def test_teardown_goes_releases_then_external_resources_then_the_namespace(cfg: 
     assert kube.namespace(ns) and kube.get("apps/v1", "Deployment", "web", ns)
     helm = FakeHelm(kube.calls, ["shop-db"])
     out = down(kube, cfg, helm)
-    assert out == {"name": cfg.identity.name, "namespace": ns, "deleted": True, "existed": True}
+    assert out == {"name": cfg.identity.name, "namespace": ns, "deleted": True, "existed": True, "gone": True}
+    assert kube.calls[0] == f"patch Namespace/{ns}"  # marked expired before anything is deleted
     order = [c for c in kube.calls if not c.startswith(("apply", "patch", "replace"))]
     assert order == ["create Lease/envci-lock", "helm uninstall shop-db", f"delete Namespace/{ns}"]
     assert deleted == ["bucket-1"]
@@ -202,3 +208,47 @@ def test_the_record_on_the_namespace_is_enough_to_find_external_resources(cfg: L
     kube.delete("v1", "ConfigMap", st.STATE_CONFIGMAP, ns)  # the detailed record is lost
     down(kube, cfg)
     assert deleted == ["b"]
+
+
+def test_teardown_marks_the_environment_expired_first_so_the_janitor_takes_it_if_teardown_is_cut_off(
+    cfg: LoadedConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kube = FakeKube()
+    provisioned(cfg, kube, external_items=[{"type": "fake", "name": "bucket-1"}])
+    ns = cfg.identity.namespace
+
+    def killed(item: dict[str, str]) -> None:  # the runner dies while teardown deletes the bucket
+        raise EnvciError("connection reset by peer")
+
+    monkeypatch.setitem(external._deleters, "fake", killed)
+    with pytest.raises(EnvciError) as ei:
+        down(kube, cfg)
+    left = kube.namespace(ns)
+    assert left is not None and not left["metadata"].get("deletionTimestamp")
+    now = datetime.now(timezone.utc)
+    assert reap_reason(left, now) == f"expired at {left['metadata']['annotations']['envci.io/expires-at']}"  # the next sweep takes it
+    assert now - timedelta(minutes=1) < (parse_time(left["metadata"]["annotations"]["envci.io/expires-at"]) or now - timedelta(days=1))
+    assert "marked expired" in (ei.value.hint or "") and "envci reap" in (ei.value.hint or "")
+
+
+def test_with_a_deadline_teardown_starts_every_deletion_and_returns_in_time(cfg: LoadedConfig, deleted: list[str]) -> None:
+    kube = FakeKube()
+    provisioned(cfg, kube, external_items=[{"type": "fake", "name": "bucket-1"}])
+    ns = cfg.identity.namespace
+    kube.patch_merge("v1", "ConfigMap", "db-settings", {"metadata": {"finalizers": ["example.com/keep"]}}, ns)
+    helm = FakeHelm(kube.calls, ["shop-db"])
+    err = io.StringIO()
+    out = teardown(kube, Reporter(err=err), namespace=ns, name=cfg.identity.name, helm_factory=lambda: helm,  # type: ignore[arg-type,return-value]
+                   sleep=kube.sleep, clock=kube.monotonic, deadline=40)
+    assert out == {"name": cfg.identity.name, "namespace": ns, "deleted": True, "existed": True, "gone": False}
+    assert kube.elapsed <= 40
+    assert helm.timeouts == ["20s"]  # helm's own wait is cut to a share of the deadline
+    assert deleted == ["bucket-1"] and kube.namespace(ns)["metadata"].get("deletionTimestamp")  # type: ignore[index]
+    said = err.getvalue()
+    assert f"namespace {ns} is still terminating at the 40s deadline" in said and "ConfigMap/db-settings has finalizers" in said
+
+
+def test_with_a_deadline_a_namespace_that_goes_in_time_is_reported_gone(cfg: LoadedConfig) -> None:
+    kube = FakeKube(linger=3)
+    provisioned(cfg, kube)
+    assert down(kube, cfg, deadline=40)["gone"] is True
