@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-ACTIONS = ("provision", "wait-ready", "seed", "test", "teardown", "run", "docker")
+ACTIONS = ("provision", "wait-ready", "seed", "test", "teardown", "run", "cleanup", "docker")
 COMPONENTS = ("provision", "wait-ready", "seed", "test", "teardown", "pipeline")
 COMMAND = "python scripts/ci_reference.py"
 

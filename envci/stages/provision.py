@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 from datetime import datetime, timezone
 from typing import Any, Callable
 
@@ -35,13 +36,31 @@ def _utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def ensure_namespace(kube: Kube, cfg: LoadedConfig, *, now: datetime) -> None:
+TERMINATING_WAIT_SECONDS = 180.0
+"""How long provision waits for a namespace of the same name that is still being deleted: a cancelled
+build's teardown (a newer push cancels the older run, whose cleanup removes the environment) that the
+new build would otherwise fail on."""
+
+
+def ensure_namespace(
+    kube: Kube, cfg: LoadedConfig, *, now: datetime, progress: Callable[[str], None] = lambda m: None,
+    sleep: Callable[[float], None] = time.sleep, monotonic: Callable[[], float] = time.monotonic,
+    terminating_wait: float = TERMINATING_WAIT_SECONDS,
+) -> None:
     ident = cfg.identity
     existing = kube.namespace(ident.namespace)
+    end = monotonic() + terminating_wait
+    announced = False
+    while existing and _owned(existing) and _terminating(existing) and monotonic() < end:
+        if not announced:
+            progress(f"namespace {ident.namespace} is still being deleted (an earlier teardown); waiting for it to go")
+            announced = True
+        sleep(1.0)
+        existing = kube.namespace(ident.namespace)
     if existing:
         meta = existing.get("metadata") or {}
         labels = meta.get("labels") or {}
-        if labels.get("envci.io/managed") != "true":
+        if not _owned(existing):
             raise OwnershipError(
                 f"namespace {ident.namespace} exists and is not managed by envci",
                 hint="choose another name with --env or namespace.prefix; envci never takes over a namespace it did not create",
@@ -52,12 +71,20 @@ def ensure_namespace(kube: Kube, cfg: LoadedConfig, *, now: datetime) -> None:
                 f"environment {ident.name} belongs to newer build {theirs}; build {ident.ctx.build} stands down",
                 hint="nothing to do: the newer build's pipeline owns the environment now",
             )
-        if (existing.get("status") or {}).get("phase") == "Terminating" or meta.get("deletionTimestamp"):
+        if _terminating(existing):
             raise InfrastructureError(
-                f"namespace {ident.namespace} is still being deleted",
-                hint="wait for the previous teardown to finish (`envci teardown` explains what holds it), then retry",
+                f"namespace {ident.namespace} is still being deleted after {terminating_wait:.0f}s",
+                hint="something holds it (`envci teardown --env NAME` explains what), fix that, then retry",
             )
     kube.apply(namespace_object(ident, cfg.spec.namespace, now=now, ttl=cfg.spec.ttl_delta, digest=cfg.digest), None)
+
+
+def _owned(ns: dict[str, Any]) -> bool:
+    return ((ns.get("metadata") or {}).get("labels") or {}).get("envci.io/managed") == "true"
+
+
+def _terminating(ns: dict[str, Any]) -> bool:
+    return (ns.get("status") or {}).get("phase") == "Terminating" or bool((ns.get("metadata") or {}).get("deletionTimestamp"))
 
 
 def api_scope(kube: Kube) -> Scope:
@@ -131,7 +158,7 @@ def provision(
     write_outputs(ident.name, ident.namespace, {})
     # Every manifest is rendered and checked before the namespace exists: bad input changes nothing.
     check_components(cfg, api_scope(kube))
-    ensure_namespace(kube, cfg, now=clock())
+    ensure_namespace(kube, cfg, now=clock(), progress=rep.progress)
     with Lease(kube, ident.namespace, "provision", progress=rep.progress) as lease:
         return _provision_locked(cfg, kube, rep, helm_factory=helm_factory or (lambda: Helm.beside(kube)), wait_for_dependency=wait_for_dependency,
                                  clock=clock, still_held=lease.check)

@@ -159,6 +159,10 @@ def teardown(
         _delete_external(ns, state=state, rep=rep, lease=lease)
         if lease:
             lease.check()  # another stage took over meanwhile: do not delete its namespace
+        newer = _newer_build(kube, ns_name, build)
+        if newer:  # a newer build's provision relabelled it while this teardown ran (a cancelled run's cleanup)
+            rep.progress(f"environment {env_name} now belongs to newer build {newer}; leaving its namespace to that build")
+            return {"name": env_name, "namespace": ns_name, "deleted": False, "existed": True, "superseded_by": newer}
         kube.delete("v1", "Namespace", ns_name)
     except EnvciError as e:
         if marked:
@@ -186,6 +190,15 @@ def teardown(
         )
     rep.progress(f"environment {env_name} is gone")
     return {"name": env_name, "namespace": ns_name, "deleted": True, "existed": True, "gone": True}
+
+
+def _newer_build(kube: Kube, ns_name: str, build: str) -> str:
+    """The build that owns the namespace now, when it is newer than `build` ("" otherwise)."""
+    if not build:
+        return ""
+    cur = kube.namespace(ns_name)
+    theirs = ((cur or {}).get("metadata") or {}).get("labels", {}).get("envci.io/build", "") if cur else ""
+    return theirs if theirs and is_older_build(build, theirs) else ""
 
 
 def mark_expired(kube: Kube, ns: dict[str, Any], rep: Reporter, now: datetime | None = None) -> bool:

@@ -252,3 +252,43 @@ def test_with_a_deadline_a_namespace_that_goes_in_time_is_reported_gone(cfg: Loa
     kube = FakeKube(linger=3)
     provisioned(cfg, kube)
     assert down(kube, cfg, deadline=40)["gone"] is True
+
+
+def test_provision_waits_for_a_namespace_an_earlier_teardown_is_still_deleting(cfg: LoadedConfig) -> None:
+    """A newer push cancels the older run, whose cleanup deletes the environment the new run provisions."""
+    kube = FakeKube(linger=5)
+    provisioned(cfg, kube)
+    down(kube, cfg, wait=False)
+    assert kube.namespace(cfg.identity.namespace)["metadata"].get("deletionTimestamp")  # type: ignore[index]
+    err = io.StringIO()
+    ensure_namespace(kube, cfg, now=kube.utcnow(), progress=Reporter(err=err).progress, sleep=kube.sleep, monotonic=kube.monotonic)
+    made = kube.namespace(cfg.identity.namespace)
+    assert made is not None and not made["metadata"].get("deletionTimestamp")
+    assert err.getvalue().count("is still being deleted (an earlier teardown); waiting for it to go") == 1
+
+
+def test_provision_gives_up_on_a_namespace_that_stays_terminating(cfg: LoadedConfig) -> None:
+    kube = FakeKube()
+    provisioned(cfg, kube)
+    kube.patch_merge("v1", "ConfigMap", "db-settings", {"metadata": {"finalizers": ["example.com/keep"]}}, cfg.identity.namespace)
+    down(kube, cfg, wait=False)
+    with pytest.raises(InfrastructureError, match="still being deleted after 30s"):
+        ensure_namespace(kube, cfg, now=kube.utcnow(), sleep=kube.sleep, monotonic=kube.monotonic, terminating_wait=30)
+    assert kube.elapsed == pytest.approx(30, abs=1.5)
+
+
+def test_a_newer_build_that_takes_the_environment_over_during_teardown_keeps_its_namespace(cfg: LoadedConfig) -> None:
+    """A cancelled run's cleanup is still uninstalling when the newer run's provision relabels the namespace."""
+    kube = FakeKube()
+    provisioned(cfg, kube)
+    ns = cfg.identity.namespace
+    kube.patch_merge("v1", "Namespace", ns, {"metadata": {"labels": {"envci.io/build": "100"}}})
+
+    class TakenOver(FakeHelm):
+        async def uninstall(self, name: str, namespace: str, timeout: str = "2m") -> None:
+            await super().uninstall(name, namespace, timeout)
+            kube.patch_merge("v1", "Namespace", ns, {"metadata": {"labels": {"envci.io/build": "101"}}})
+
+    out = down(kube, cfg, TakenOver(kube.calls, ["shop-db"]), build="100")
+    assert out["superseded_by"] == "101" and not out["deleted"]
+    assert f"delete Namespace/{ns}" not in kube.calls and not kube.namespace(ns)["metadata"].get("deletionTimestamp")  # type: ignore[index]

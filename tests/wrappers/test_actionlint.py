@@ -18,7 +18,7 @@ from pathlib import Path
 import yaml
 from wrapper_support import ACTIONLINT, REPO, require
 
-ACTIONS = ("provision", "wait-ready", "seed", "test", "teardown", "run", "docker")
+ACTIONS = ("provision", "wait-ready", "seed", "test", "teardown", "run", "cleanup", "docker")
 EXAMPLES = sorted((REPO / "examples" / "github").glob("*.yml"))
 WORKFLOWS = sorted((REPO / ".github" / "workflows").glob("*.yml"))
 
@@ -30,8 +30,9 @@ def every_action_workflow() -> str:
         sid = name.replace("-", "_")
         with_ = {k: f"${{{{ vars.X_{k.upper().replace('-', '_')} }}}}" for k in meta["inputs"]}
         steps.append({"id": sid, "uses": f"./actions/{name}", "with": with_})
-        env = {f"OUT_{k.upper().replace('-', '_')}": f"${{{{ steps.{sid}.outputs.{k} }}}}" for k in meta["outputs"]}
-        steps.append({"run": "env | grep '^OUT_'", "env": env})
+        env = {f"OUT_{k.upper().replace('-', '_')}": f"${{{{ steps.{sid}.outputs.{k} }}}}" for k in meta.get("outputs") or {}}
+        if env:
+            steps.append({"run": "env | grep '^OUT_'", "env": env})
     workflow = {"name": "every action", "on": {"push": None}, "jobs": {"all": {"runs-on": "ubuntu-latest", "steps": [{"uses": "actions/checkout@v4"}, *steps]}}}
     return yaml.safe_dump(workflow, sort_keys=False)
 

@@ -9,6 +9,7 @@ dotenv outputs must reach later jobs, the JUnit report must exist, and teardown 
 
 from __future__ import annotations
 
+import random
 import re
 import secrets
 import shutil
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from kubernetes import client
 from wrapper_support import (
     GITLAB_CI_LOCAL,
@@ -137,3 +139,68 @@ def test_stop_job_removes_the_environment_of_a_failed_provision(
     assert stop.returncode == 0, log[-4000:]
     assert f"no envci.yaml here: looking for the environment of this build's repository acme/demo, {branch}" in log, log[-4000:]
     assert f"environment {name} removed" in log, log[-4000:]
+
+
+CANCEL_PIPELINE = """stages: [deploy, test]
+include:
+  - local: gitlab/templates/pipeline.yml
+    inputs: {working_directory: apps/cfg, auto_stop_in: 1 hour}
+"""
+
+
+def job_script(job: dict[str, Any], *parts: str) -> str:
+    """The lines of a job's script parts as the runner runs them: one shell, nested lists flattened."""
+    def flat(items: Any) -> list[str]:
+        return [x for item in items for x in (flat(item) if isinstance(item, list) else [str(item)])]
+
+    return "\n".join(line for part in parts for line in flat(job.get(part) or []))
+
+
+def test_the_after_script_of_a_cancelled_job_removes_the_environment(
+    kubeconfig: str, project: Project, envci_venv: Path, repo_copy: Path, tmp_path: Path, gone: list[str], api_client: Any
+) -> None:
+    """GitLab (17.0 and later) runs after_script when it cancels a running job, with CI_JOB_STATUS=canceled,
+    and skips the pipeline's stop job. gitlab-ci-local cannot cancel a job, so the jobs' own scripts, as
+    the pipeline component expands them (`--preview`), run here in one bash each as a runner's shell
+    runs them, with a merge request's CI variables: provision's script, then wait-ready's after_script
+    once as after a failure (the environment stays for the stop job) and once as after a cancellation."""
+    gcl = require(GITLAB_CI_LOCAL, "gitlab-ci-local 4.65.0 (npm)")
+    app = project.path / "apps" / "cfg"
+    app.mkdir(parents=True)
+    (app / "envci.yaml").write_text("name: cfg\nttl: 1h\nnamespace: {quota: null, limits: null}\ncomponents:\n  - {name: settings, manifests: [settings.yaml]}\n")
+    (app / "settings.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {mode: test}\n")
+    (project.path / ".gitlab-ci.yml").write_text(CANCEL_PIPELINE)
+    git_repo(project.path, "main")
+    preview = subprocess.run([gcl, "--preview", "--home", str(tmp_path / "gcl-home")], cwd=project.path, capture_output=True, text=True,
+                             check=False, timeout=120)
+    assert preview.returncode == 0, preview.stdout + preview.stderr
+    jobs = yaml.safe_load(preview.stdout[preview.stdout.index("---") + 3:] if preview.stdout.lstrip().startswith("---") else preview.stdout)
+    mr = random.randint(10_000, 99_999)
+    namespace = f"envci-cfg-pr-{mr}"
+    gone.append(namespace)
+    gitlab = {
+        "GITLAB_CI": "true", "CI": "true", "CI_PROJECT_DIR": str(project.path), "CI_PROJECT_PATH": "acme/demo", "CI_PROJECT_ID": "7",
+        "CI_MERGE_REQUEST_IID": str(mr), "CI_COMMIT_REF_NAME": f"feature-{project.suffix}", "CI_COMMIT_REF_SLUG": f"feature-{project.suffix}",
+        "CI_PIPELINE_ID": "100", "CI_COMMIT_SHA": "0" * 40, "KUBECONFIG": kubeconfig,
+        "ENVCI_INSTALL": str(repo_copy), "ENVCI_VENV": str(envci_venv),
+    }
+
+    def run(job: str, status: str, *parts: str) -> subprocess.CompletedProcess[str]:
+        variables = {k: str(v) for k, v in (jobs[job].get("variables") or {}).items() if k not in gitlab}
+        return subprocess.run(["bash", "-eo", "pipefail", "-c", job_script(jobs[job], *parts)], cwd=project.path,
+                              env=runner_env(kubeconfig, **variables, **gitlab, CI_JOB_STATUS=status), capture_output=True, text=True,
+                              check=False, timeout=300)
+
+    core = client.CoreV1Api(api_client)
+    made = run("envci-provision", "running", "script")
+    assert made.returncode == 0, made.stdout + made.stderr
+    assert core.read_namespace(namespace).metadata.labels["envci.io/pr"] == str(mr)
+
+    failed = run("envci-wait-ready", "failed", "after_script")
+    assert failed.returncode == 0, failed.stdout + failed.stderr
+    assert core.read_namespace(namespace).metadata.deletion_timestamp is None, "a failed job leaves the environment to the stop job"
+
+    cancelled = run("envci-wait-ready", "canceled", "after_script")
+    assert cancelled.returncode == 0, cancelled.stdout + cancelled.stderr
+    assert f"tearing down environment cfg-pr-{mr}" in cancelled.stderr, cancelled.stderr
+    assert "environment cfg-pr-" in cancelled.stdout and "removed" in cancelled.stdout, cancelled.stdout

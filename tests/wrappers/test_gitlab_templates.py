@@ -95,6 +95,10 @@ def test_templates_expand_to_valid_jobs(kind: str, tmp_path: Path) -> None:
         script = "\n".join(str(line) for line in job.get("before_script", []) + job["script"])
         assert f'"$ENVCI_BIN" {stage}' in script
         assert "$[[" not in script
+    # A cancelled job (GitLab runs after_script then, not the stop job) tears the environment down.
+    for job in (provision, wait, seed, test):
+        after = str(job.get("after_script"))
+        assert '[ "$CI_JOB_STATUS" = canceled ] || exit 0' in after and '"$ENVCI_BIN" teardown --deadline' in after, job
     # Teardown finds the environment from the CI variables: an explicit --env would skip the check
     # that a newer pipeline owns it now.
     assert "--env" not in "\n".join(teardown["script"])
