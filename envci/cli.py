@@ -33,7 +33,11 @@ def _common(p: argparse.ArgumentParser, *, config: bool = True) -> None:
         p.add_argument("-c", "--config", default=os.environ.get("ENVCI_CONFIG", "envci.yaml"), help="path to envci.yaml (default: %(default)s, or $ENVCI_CONFIG)")
         p.add_argument("--env", default=os.environ.get("ENVCI_ENV") or None, help="environment name, overriding the one derived from the CI context")
         p.add_argument("--set", dest="set_values", action="append", default=None, metavar="NAME=VALUE",
-                       help="override `values.NAME` of envci.yaml (repeatable; default: $ENVCI_SET, space-separated)")
+                       help="override `values.NAME` of envci.yaml, or with a component's name first (api.image.tag=v2) that "
+                       "component's Helm values (repeatable; default: $ENVCI_SET, space-separated)")
+        p.add_argument("--values", dest="values_files", action="append", default=None, metavar="FILE",
+                       help="a YAML file of overrides: component names (their Helm values) and `values:`; applied in order, "
+                       "then --set (repeatable; default: $ENVCI_VALUES, space-separated)")
     p.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config, in-cluster)")
     p.add_argument("-o", "--output", choices=("text", "json"), default="text", help="result format on stdout (progress always goes to stderr)")
 

@@ -58,13 +58,15 @@ class Invocation:
         `secrets=False`: they must work where a secret's variable is not set."""
         from envci.ci import detect_context
         from envci.config.loader import env_secret_resolver, load_config, placeholder_resolver
-        from envci.config.overrides import from_environment, parse_assignments
+        from envci.config.overrides import combine, from_environment, load_values_file, parse_assignments, values_files_from_environment
 
         a = self.args
         ctx = detect_context(os.environ)
         resolver = env_secret_resolver(os.environ, self._cluster_secret) if secrets else placeholder_resolver
-        overrides = parse_assignments(a.set_values if a.set_values is not None else from_environment(os.environ))
-        return load_config(a.config, ctx, env_override=a.env, resolve_secret=resolver, check_files=check_files, values_override=overrides)
+        assignments = parse_assignments(a.set_values if a.set_values is not None else from_environment(os.environ))
+        files = a.values_files if a.values_files is not None else values_files_from_environment(os.environ)
+        overrides = combine([load_values_file(f) for f in files], assignments)
+        return load_config(a.config, ctx, env_override=a.env, resolve_secret=resolver, check_files=check_files, overrides=overrides)
 
     def _cluster_secret(self, name: str, ref: Any) -> str:
         from envci.kube.secrets import read_secret_key

@@ -40,6 +40,8 @@ class EnvState:
     urls: dict[str, str] = field(default_factory=dict)
     external: list[dict[str, str]] = field(default_factory=list)
     history: list[dict[str, str]] = field(default_factory=list)
+    overrides: dict[str, Any] = field(default_factory=dict)
+    """What this build's --set and --values changed (`api.image.tag` -> `v2`), as the last provision applied it."""
 
     def record(self, stage: str, result: str, message: str = "", *, now: datetime | None = None) -> None:
         at = rfc3339(now or datetime.now(timezone.utc))

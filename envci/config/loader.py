@@ -22,6 +22,7 @@ from envci import redact
 from envci.config.checks import problems as cross_problems
 from envci.config.model import Spec
 from envci.config.overrides import merge as merge_values
+from envci.config.overrides import split as split_overrides
 from envci.config.render import LazySecrets, render_tree
 from envci.config.yamlpos import Path_, dotted, line_for, parse_with_lines, read_text
 from envci.errors import ConfigError, ConfigErrors
@@ -42,6 +43,8 @@ class LoadedConfig:
     context: dict[str, Any]  # the template context, for rendering manifest files the same way
     secret_uses: Mapping[Path_, frozenset[str]] = field(default_factory=dict)
     """Which rendered values read secrets (path -> secret names): such a value is itself a secret."""
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    """What --set and --values changed: `values` -> keys of `values:`, a component's name -> its Helm values."""
 
     def resolve_path(self, rel: str) -> Path:
         return (self.base_dir / rel).resolve()
@@ -103,14 +106,23 @@ def load_config(
     resolve_secret: SecretResolver | None = None,
     check_files: bool = True,
     values_override: Mapping[str, Any] | None = None,
+    overrides: Mapping[str, Any] | None = None,
 ) -> LoadedConfig:
+    """`values_override` replaces keys of `values:`; `overrides` (from --set and --values) may also name
+    components, whose Helm values they are laid over."""
     file = Path(path)
     fname = str(file)
     raw, lines = parse_with_lines(read_text(file), fname)
     if not isinstance(raw, dict):
         raise ConfigError("the top level must be a mapping (name:, components:, ...)", file=fname, line=1)
-    if values_override:
-        raw["values"] = merge_values(raw.get("values") if isinstance(raw.get("values"), dict) else {}, values_override)
+    to_values = dict(values_override or {})
+    to_components: dict[str, dict[str, Any]] = {}
+    if overrides:
+        more, to_components = split_overrides(overrides, _component_names(raw), (raw.get("values") or {}) if isinstance(raw.get("values"), dict) else {})
+        to_values = merge_values(to_values, more)
+        _override_components(raw, to_components, fname)
+    if to_values:
+        raw["values"] = merge_values(raw.get("values") if isinstance(raw.get("values"), dict) else {}, to_values)
 
     # Structure first, on the unrendered file: a typo'd key is reported as such, not as a template error.
     refs = _validate(raw, fname, lines).secrets
@@ -155,8 +167,30 @@ def load_config(
         json.dumps(redact_secrets(rendered, cache), sort_keys=True, default=str).encode()
     ).hexdigest()[:16]
     return LoadedConfig(
-        spec=spec, identity=ident, file=file, base_dir=base, root=root, digest=digest, lines=lines, context=context, secret_uses=secret_uses
+        spec=spec, identity=ident, file=file, base_dir=base, root=root, digest=digest, lines=lines, context=context, secret_uses=secret_uses,
+        overrides=merge_values({"values": to_values} if to_values else {}, to_components),
     )
+
+
+def _component_names(raw: Mapping[str, Any]) -> list[str]:
+    comps = raw.get("components")
+    return [str(c["name"]) for c in comps if isinstance(c, dict) and "name" in c] if isinstance(comps, list) else []
+
+
+def _override_components(raw: dict[str, Any], overrides: Mapping[str, dict[str, Any]], fname: str) -> None:
+    """Lay each component's overrides over its `helm.values`, the last layer Helm merges."""
+    for comp in raw.get("components") or []:
+        if not isinstance(comp, dict) or comp.get("name") not in overrides:
+            continue
+        name = comp["name"]
+        helm = comp.get("helm")
+        if not isinstance(helm, dict):
+            raise ConfigError(
+                f"component {name} is made from manifests, which have no values to override",
+                file=fname, field="--set",
+                hint=f"template what should change in its manifest, e.g. image: \"{{{{ values.{name}_image }}}}\", and pass --set {name}_image=REF",
+            )
+        helm["values"] = merge_values(helm.get("values") if isinstance(helm.get("values"), dict) else {}, overrides[name])
 
 
 def redact_secrets(data: Any, values: Mapping[str, str]) -> Any:

@@ -11,12 +11,14 @@ import asyncio
 import contextlib
 import threading
 import time
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any, Callable
 
 from envci import state as st
 from envci.ci.outputs import first_url, publish, write_outputs
 from envci.config.loader import LoadedConfig
+from envci.config.overrides import flatten
 from envci.config.model import Component
 from envci.errors import ConfigError, EnvciError, InfrastructureError, OwnershipError, SupersededError
 from envci.identity import is_older_build
@@ -26,6 +28,7 @@ from envci.kube.lease import Lease
 from envci.manifests import Scope, check_components, cluster_scoped, component_files, file_objects
 from envci.namespace import guard_objects, namespace_object
 from envci.output import Reporter
+from envci.redact import redact
 from envci.plan import install_order
 from envci.urls import environment_urls
 
@@ -77,6 +80,12 @@ def ensure_namespace(
                 hint="something holds it (`envci teardown --env NAME` explains what), fix that, then retry",
             )
     kube.apply(namespace_object(ident, cfg.spec.namespace, now=now, ttl=cfg.spec.ttl_delta, digest=cfg.digest), None)
+
+
+def recorded_overrides(overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Pure: the overrides as the environment's record keeps them, one dotted path each, with any
+    value that is a known secret masked (the record is a ConfigMap)."""
+    return {path: redact(value) if isinstance(value, str) else value for path, value in flatten(overrides).items()}
 
 
 def _owned(ns: dict[str, Any]) -> bool:
@@ -179,6 +188,7 @@ def _provision_locked(
     state = st.load(kube, ident.namespace) or st.EnvState(name=ident.name, namespace=ident.namespace, app=ident.app)
     previous_digest = state.digest
     state.ci = {k: v for k, v in ident.ctx.as_template_context().items() if v}
+    state.overrides = recorded_overrides(cfg.overrides)
     for c in spec.components:
         rec = state.components.get(c.name) or st.ComponentRecord(kind="helm" if c.helm else "manifests")
         if c.helm:

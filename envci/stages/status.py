@@ -62,6 +62,7 @@ def status(kube: Kube, *, namespace: str | None = None, name: str | None = None)
     out["urls"] = state.urls if state else {}
     out["external"] = st.external_from_namespace(ns)
     out["history"] = state.history[-10:] if state else []
+    out["overrides"] = dict(state.overrides) if state else {}
     return out
 
 
@@ -77,6 +78,8 @@ def format_status(s: dict[str, Any]) -> str:
         lines.append(f"    {w['workload']} [{w['component']}] {w['state']}: {w['message']}")
     for n, u in s["urls"].items():
         lines.append(f"  url {n}: {u}")
+    for path, value in (s.get("overrides") or {}).items():
+        lines.append(f"  override {path}={value}")
     return "\n".join(lines)
 
 

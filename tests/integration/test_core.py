@@ -194,3 +194,27 @@ def test_invalid_config_fails_before_touching_the_cluster(kubeconfig: str, app_d
     assert p.returncode == ExitCode.BAD_INPUT, p.stderr
     assert "envci.yaml:" in p.stderr and words in p.stderr
     assert connect(kubeconfig).namespace(f"envci-{env}") is None
+
+
+def test_per_build_overrides_pin_a_component_and_are_shown_by_status(kubeconfig: str, app_dir: Path) -> None:
+    """--values then --set: a component's Helm values (web's image, pinned to a digest) and a key of
+    `values:` (replicas); the Deployment has them, and status shows what this build overrode."""
+    env = f"pins-{run_id()}"
+    digest = "nginx@sha256:" + "4f" * 32
+    (app_dir / "pins.yaml").write_text("web:\n  image: nginx:1.26\nvalues:\n  replicas: 1\n")
+    p = envci("provision", "--env", env, "--no-wait-dependencies", "--values", "pins.yaml", "--set", f"web.image={digest}", "--set", "replicas=2",
+              cwd=app_dir)
+    try:
+        assert p.returncode == 0, p.stderr
+        kube = connect(kubeconfig)
+        web = kube.get("apps/v1", "Deployment", "web", f"envci-{env}")
+        assert web is not None
+        assert web["spec"]["replicas"] == 2 and web["spec"]["template"]["spec"]["containers"][0]["image"] == digest
+        s = envci("status", "--env", env, "-o", "json", cwd=app_dir)
+        assert json.loads(s.stdout)["overrides"] == {"values.replicas": 2, "web.image": digest}, s.stdout
+        text = envci("status", "--env", env, cwd=app_dir).stdout
+        assert f"override web.image={digest}" in text and "override values.replicas=2" in text
+        bad = envci("provision", "--env", env, "--set", "db.image=x", cwd=app_dir)
+        assert bad.returncode == 2 and "component db is made from manifests" in bad.stderr and "Traceback" not in bad.stderr
+    finally:
+        envci("teardown", "--env", env, cwd=app_dir)
