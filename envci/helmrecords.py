@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import gzip
+import hashlib
 import io
 import json
 import tarfile
@@ -42,6 +43,43 @@ class ChartId:
 
     name: str
     version: str | None
+    content: str | None = None
+    """A local chart's templates and default values, digested as `record_content` digests a record's: a
+    chart edited without a version bump is still an upgrade. None: not known beforehand (a remote chart)."""
+
+
+UNVERIFIABLE = "unverifiable"
+"""The content of a local chart with subcharts: its record does not keep theirs, so it never matches."""
+
+
+def content_digest(templates: Iterable[tuple[str, bytes]], values: Any) -> str:
+    """Pure: one digest of a chart's templates (name, bytes) and its default values."""
+    h = hashlib.sha256()
+    for name, data in sorted(templates):
+        h.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
+    h.update(json.dumps(_plain_numbers(values or {}), sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+def _plain_numbers(value: Any) -> Any:
+    """Helm keeps values as JSON numbers, so a whole float reads back as an int: compare them so."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {str(k): _plain_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain_numbers(v) for v in value]
+    return value
+
+
+def record_content(record: dict[str, Any]) -> str | None:
+    """The digest of the chart a release record ran: its templates and default values."""
+    chart = record.get("chart") or {}
+    try:
+        templates = [(str(t["name"]), base64.b64decode(t.get("data") or "")) for t in chart.get("templates") or []]
+    except (KeyError, TypeError, binascii.Error):
+        return None
+    return content_digest(templates, chart.get("values"))
 
 
 def decode_record(obj: dict[str, Any]) -> dict[str, Any] | None:
@@ -99,6 +137,8 @@ def plan(current: dict[str, Any] | None, chart: ChartId, values: dict[str, Any])
         return "upgrade"
     meta = (current.get("chart") or {}).get("metadata") or {}
     same_chart = meta.get("name") == chart.name and str(meta.get("version")) == chart.version
+    if chart.content is not None and chart.content != record_content(current):
+        same_chart = False  # edited in place, same version: what a chart in the application's repository does
     return "keep" if same_chart and (current.get("config") or {}) == values else "upgrade"
 
 
@@ -129,21 +169,44 @@ def needs_uninstall(record: dict[str, Any], namespace: str, namespaced: Callable
 
 
 def local_chart_id(path: Path) -> ChartId:
-    """Name and version from a chart directory's or packaged chart's Chart.yaml."""
+    """Name, version and content from a chart directory or a packaged chart."""
     try:
-        if path.is_dir():
-            text = (path / "Chart.yaml").read_text()
-        else:
-            with tarfile.open(path) as tar:
-                member = next(m for m in tar.getmembers() if m.name.count("/") == 1 and m.name.endswith("/Chart.yaml"))
-                extracted = tar.extractfile(member)
-                text = extracted.read().decode() if extracted else ""
-        meta = yaml.safe_load(io.StringIO(text)) or {}
+        files = _chart_files(path)
+        meta = yaml.safe_load(io.StringIO(files.get("Chart.yaml", b"").decode())) or {}
+        values = yaml.safe_load(io.StringIO(files.get("values.yaml", b"").decode())) or {}
     except (OSError, StopIteration, tarfile.TarError, UnicodeDecodeError, yaml.YAMLError) as e:
         raise ConfigError(f"chart {path}: cannot read its Chart.yaml: {e}", hint="a chart is a directory (or .tgz) with a Chart.yaml") from None
     if not isinstance(meta, dict) or not meta.get("name"):
         raise ConfigError(f"chart {path}: Chart.yaml has no name", file=str(path / "Chart.yaml") if path.is_dir() else str(path))
-    return ChartId(str(meta["name"]), str(meta["version"]) if meta.get("version") is not None else None)
+    subcharts = bool(meta.get("dependencies")) or any(name.startswith("charts/") for name in files)
+    templates = [(name, data) for name, data in files.items() if name.startswith("templates/")]
+    content = UNVERIFIABLE if subcharts else content_digest(templates, values)
+    return ChartId(str(meta["name"]), str(meta["version"]) if meta.get("version") is not None else None, content)
+
+
+def _chart_files(path: Path) -> dict[str, bytes]:
+    """A chart's Chart.yaml, values.yaml, templates/ and charts/ files by their path in the chart."""
+
+    def wanted(name: str) -> bool:
+        return name in ("Chart.yaml", "values.yaml") or name.startswith(("templates/", "charts/"))
+
+    if path.is_dir():
+        if not (path / "Chart.yaml").is_file():
+            raise OSError(f"no Chart.yaml in {path}")
+        return {
+            rel: f.read_bytes()
+            for f in sorted(path.rglob("*")) if f.is_file() and wanted(rel := f.relative_to(path).as_posix())
+        }
+    out: dict[str, bytes] = {}
+    with tarfile.open(path) as tar:
+        for member in tar.getmembers():
+            top, _, rel = member.name.partition("/")
+            if member.isfile() and wanted(rel):
+                extracted = tar.extractfile(member)
+                out[rel] = extracted.read() if extracted else b""
+    if "Chart.yaml" not in out:
+        raise OSError(f"no Chart.yaml at the top of {path}")
+    return out
 
 
 def remote_chart_id(ref: str, version: str | None) -> ChartId:

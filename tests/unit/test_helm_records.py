@@ -109,14 +109,14 @@ def test_a_local_chart_is_named_by_its_chart_yaml_in_a_directory_or_a_package(tm
     chart = tmp_path / "svc"
     chart.mkdir()
     (chart / "Chart.yaml").write_text("apiVersion: v2\nname: service\nversion: 0.3.1\n")
-    assert hr.local_chart_id(chart) == hr.ChartId("service", "0.3.1")
+    assert (hr.local_chart_id(chart).name, hr.local_chart_id(chart).version) == ("service", "0.3.1")
     package = tmp_path / "service-0.3.1.tgz"
     with tarfile.open(package, "w:gz") as tar:
         body = (chart / "Chart.yaml").read_bytes()
         info = tarfile.TarInfo("service/Chart.yaml")
         info.size = len(body)
         tar.addfile(info, io.BytesIO(body))
-    assert hr.local_chart_id(package) == hr.ChartId("service", "0.3.1")
+    assert hr.local_chart_id(package) == hr.local_chart_id(chart)  # the same chart, packaged: the same content too
     with pytest.raises(ConfigError, match="Chart.yaml"):
         hr.local_chart_id(tmp_path / "missing")
 
@@ -143,3 +143,37 @@ def test_a_failed_install_is_classified_by_helms_words(text: str, kind: type) ->
     e = _install_failure("api", NS, "./charts/service", text)
     assert type(e) is kind
     assert e.exit_code == (ExitCode.BAD_INPUT if kind is ConfigError else ExitCode.NOT_READY)
+
+
+def chart_dir(tmp_path: Path, *, template: str = "kind: ConfigMap\n", values: str = "replicas: 2\nratio: 1.0\n", extra: dict[str, str] | None = None) -> Path:
+    chart = tmp_path / "api"
+    (chart / "templates").mkdir(parents=True, exist_ok=True)
+    (chart / "Chart.yaml").write_text("apiVersion: v2\nname: api\nversion: 1.2.0\n")
+    (chart / "values.yaml").write_text(values)
+    (chart / "templates" / "cm.yaml").write_text(template)
+    (chart / "README.md").write_text("not part of what Helm renders\n")
+    for name, text in (extra or {}).items():
+        (chart / name).parent.mkdir(parents=True, exist_ok=True)
+        (chart / name).write_text(text)
+    return chart
+
+
+def ran(template: str = "kind: ConfigMap\n") -> dict[str, Any]:
+    """A record of the chart above as Helm keeps it: templates base64, default values as JSON numbers."""
+    rel = release()
+    rel["chart"].update({"templates": [{"name": "templates/cm.yaml", "data": base64.b64encode(template.encode()).decode()}],
+                         "values": json.loads(json.dumps({"replicas": 2, "ratio": 1}))})
+    return rel
+
+
+def test_a_local_chart_edited_without_a_version_bump_is_upgraded(tmp_path: Path) -> None:
+    assert hr.plan(ran(), hr.local_chart_id(chart_dir(tmp_path)), {}) == "keep"
+    assert hr.plan(ran(), hr.local_chart_id(chart_dir(tmp_path, template="kind: Secret\n")), {}) == "upgrade"
+    assert hr.plan(ran(), hr.local_chart_id(chart_dir(tmp_path, values="replicas: 3\nratio: 1.0\n")), {}) == "upgrade"
+    assert hr.plan(ran(), hr.local_chart_id(chart_dir(tmp_path, extra={"templates/more.yaml": "kind: Service\n"})), {}) == "upgrade"
+
+
+def test_a_local_chart_with_subcharts_is_always_upgraded(tmp_path: Path) -> None:
+    """Its record does not keep the subcharts' templates, so it cannot show them unchanged."""
+    chart = hr.local_chart_id(chart_dir(tmp_path, extra={"charts/db/Chart.yaml": "apiVersion: v2\nname: db\nversion: 1.0.0\n"}))
+    assert chart.content == hr.UNVERIFIABLE and hr.plan(ran(), chart, {}) == "upgrade"

@@ -25,7 +25,7 @@ PATTERNS = {
     "offline image": re.compile(r"envci\.local/envci:([^\s\"'`<>)]+)"),
     "pinned requirement": re.compile(r"\benvci==([0-9][^\s\"'`,)<>}]*)"),
     "GitLab component": re.compile(r"envci/(?:pipeline|provision|wait-ready|seed|test|teardown)@([^\s\"'`]+)"),
-    "chart image tag": re.compile(r"image\.tag=([^\s\"'`]+)"),
+    "chart image tag": re.compile(r"(?<![\w.])image\.tag=([^\s\"'`]+)"),  # the janitor chart's, not a component's (api.image.tag=)
     "Containerfile pin": re.compile(r"^ARG ENVCI_VERSION=(\S+)", re.MULTILINE),
     "raw include at a tag": re.compile(r"/-/raw/v([^/\s]+)/"),
     "library tag": re.compile(r"a\s+tag \(e\.g\. `v([^`]+)`\)"),
