@@ -230,6 +230,32 @@ class Line:
     namespace: str = ""
 
 
+class Shown:
+    """The lines a follower has shown, so a line read twice is shown once.
+
+    A log is requested by pod and container name, not by instance: a read meant for an instance that
+    has just ended is served the next instance's log when the kubelet has already restarted it, and
+    that instance is read again once it is seen. The kubelet stamps each line with nanoseconds, so a
+    line with the same stamp and text in the same container is the same line. Only the newest
+    `keep` stamps of each container are remembered."""
+
+    def __init__(self, keep: int = 10_000) -> None:
+        self.keep = keep
+        self._seen: dict[tuple[str, str], dict[tuple[str, str], None]] = {}
+
+    def first_time(self, line: Line) -> bool:
+        if not line.time:
+            return True  # nothing to tell two reads of it apart by
+        seen = self._seen.setdefault((line.pod, line.container), {})
+        key = (line.time, line.message)
+        if key in seen:
+            return False
+        seen[key] = None
+        if len(seen) > self.keep:
+            del seen[next(iter(seen))]  # dicts keep insertion order: the oldest goes
+        return True
+
+
 # Foreground colours that read on dark and light terminals alike (no black, white or blue).
 PALETTE = (31, 32, 33, 35, 36, 91, 92, 93, 95, 96)
 

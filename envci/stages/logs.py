@@ -187,6 +187,13 @@ def _follow(
     lock = threading.Lock()
     threads: list[threading.Thread] = []
     since = int(opts.since.total_seconds()) if opts.since else None
+    shown = podlogs.Shown()
+
+    def once(line: podlogs.Line) -> None:
+        with lock:
+            if not shown.first_time(line):
+                return
+        emit(line)
 
     def run(read: podlogs.Read, component: str, mark: podlogs.Progress) -> None:
         inst = read.instance
@@ -201,7 +208,7 @@ def _follow(
                 )
                 stream = (text or "").splitlines()
             for raw in stream:
-                last = _emit_text(emit, raw, ns, component, inst, read.after_ns)
+                last = _emit_text(once, raw, ns, component, inst, read.after_ns)
                 if last is not None:
                     with lock:
                         mark.last_ns = max(last, mark.last_ns or last)

@@ -184,3 +184,17 @@ def test_json_output_is_one_object_per_line_with_a_fixed_shape() -> None:
         "namespace": "envci-shop-pr-42", "component": "web", "pod": "web-7c5d-k8m2p", "container": "app",
         "previous": False, "time": "2026-11-24T11:10:49.28Z", "message": "listening on :8080",
     }
+
+
+def test_a_line_read_twice_is_shown_once() -> None:
+    """A read meant for an instance that just ended is served the restarted instance's log (logs are
+    asked for by container name), which is read again once it is seen: its lines come twice."""
+    shown = podlogs.Shown(keep=3)
+    life2 = podlogs.Line("web", "web-1", "app", "life 2", "2026-01-01T00:00:05.000000001Z")
+    assert shown.first_time(life2) and not shown.first_time(life2)
+    assert shown.first_time(podlogs.Line("web", "web-2", "app", "life 2", life2.time))  # another pod's line
+    assert shown.first_time(podlogs.Line("web", "web-1", "app", "life 2", "2026-01-01T00:00:09.000000001Z"))  # said again, later
+    assert shown.first_time(podlogs.Line("web", "web-1", "app", "no stamp")) and shown.first_time(podlogs.Line("web", "web-1", "app", "no stamp"))
+    for n in range(3):  # only the newest `keep` stamps of a container are remembered
+        shown.first_time(podlogs.Line("web", "web-1", "app", f"x{n}", f"2026-01-01T00:01:0{n}Z"))
+    assert shown.first_time(life2)
