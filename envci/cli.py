@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from envci import __version__
-from envci.errors import CancelledError, ConfigError, ConfigErrors, EnvciError, ExitCode, NotReadyError
+from envci.errors import BudgetExceededError, CancelledError, ConfigError, ConfigErrors, EnvciError, ExitCode, NotReadyError
 from envci.output import Reporter
 
 EXIT_CODES_HELP = """exit codes:
@@ -221,6 +221,8 @@ def error_payload(e: EnvciError) -> dict[str, Any]:
         payload["errors"] = [{"file": e.file, "line": e.line, "field": e.field, "message": e.detail, "hint": e.hint}]
     if isinstance(e, NotReadyError):
         payload["failures"] = e.failures
+    if isinstance(e, BudgetExceededError):
+        payload["budgets"] = e.budgets
     if e.diagnostics:
         payload["diagnostics"] = e.diagnostics
     return payload

@@ -60,7 +60,9 @@ def provision(inv: Invocation) -> Result:
     with inv.diagnosed(cfg):
         res = provision(cfg, kube, inv.rep, wait_for_dependency=None if inv.args.no_wait_dependencies else wait_for)
     urls = "".join(f"\n  {k}: {v}" for k, v in res["urls"].items())
-    return Result(res, f"environment {res['name']} provisioned in namespace {res['namespace']}" + (f"\nurls:{urls}" if urls else ""))
+    made_room = "".join(f"\n  tore down expired environment {r['name']} to make room under the budget of {r['scope']} {r['key']}"
+                        for r in res.get("reaped", []))
+    return Result(res, f"environment {res['name']} provisioned in namespace {res['namespace']}" + (f"\nurls:{urls}" if urls else "") + made_room)
 
 
 def wait_ready(inv: Invocation) -> Result:
@@ -146,10 +148,10 @@ def status(inv: Invocation) -> Result:
 
 
 def list_(inv: Invocation) -> Result:
-    from envci.stages.status import format_list, list_environments
+    from envci.stages.status import format_list, overview
 
-    envs = list_environments(inv.kube(), app=inv.args.app)
-    return Result({"environments": envs}, format_list(envs))
+    res = overview(inv.kube(), app=inv.args.app, warn=inv.rep.warn)
+    return Result(res, format_list(res["environments"], res["budgets"]))
 
 
 def up(inv: Invocation) -> Result:

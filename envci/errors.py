@@ -90,6 +90,25 @@ class ConfigErrors(ConfigError):
         return self.message
 
 
+class BudgetExceededError(ConfigError):
+    """A new environment would exceed a budget (envci.yaml's `budget:` or the cluster's policy).
+    Nothing was changed; `budgets` lists each budget it would exceed with the environments that
+    count against it, oldest first."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        budgets: list[dict[str, Any]],
+        file: str | None = None,
+        line: int | None = None,
+        field: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, file=file, line=line, field=field, hint=hint)
+        self.budgets = budgets
+
+
 class InfrastructureError(EnvciError):
     """The cluster, Helm, or another service failed; retrying later may succeed."""
 

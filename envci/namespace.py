@@ -17,12 +17,15 @@ def rfc3339(t: datetime) -> str:
 
 
 def namespace_object(
-    ident: Identity, settings: NamespaceSettings, *, now: datetime, ttl: timedelta, digest: str
+    ident: Identity, settings: NamespaceSettings, *, now: datetime, ttl: timedelta, digest: str,
+    labels: dict[str, str] | None = None, annotations: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The namespace with envci's labels last, so user labels can never replace them."""
-    labels = {**settings.labels, **ident.labels()}
+    """The namespace with envci's labels last, so user labels can never replace them. `labels` and
+    `annotations` are more of envci's own (a budget's team and limit)."""
+    labels = {**settings.labels, **(labels or {}), **ident.labels()}
     annotations = {
         **settings.annotations,
+        **(annotations or {}),
         A + "created-at": rfc3339(now),
         A + "expires-at": rfc3339(now + ttl),
         A + "ttl": format_duration(ttl),

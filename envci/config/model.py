@@ -412,6 +412,50 @@ TestSuite = Annotated[
 ]
 
 
+LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+
+
+class Budget(Strict):
+    """How many environments may live at once: of this app, of its repository, or of its team.
+
+    `envci provision` counts the live environments in the scope (managed namespaces not being
+    deleted, leaving out the one it provisions, which may always be provisioned again) before it
+    creates anything, and refuses a new one beyond the limit (exit 2). The cluster's policy
+    (ConfigMap `envci-budgets`, installed by the janitor chart) may set budgets too: every budget
+    that applies must have room, and where both set one for the same scope the smaller applies."""
+
+    max_environments: int | None = Field(
+        None, ge=1, description="Most environments that may live at once in `scope` (none: only the cluster's policy limits them)"
+    )
+    scope: Literal["app", "repo", "team"] = Field(
+        "app", description="What `max_environments` counts: `app` (this app's environments), `repo` (its repository's, every app) "
+        "or `team` (its team's)"
+    )
+    team: str | None = Field(
+        None, description="The team the app belongs to, recorded on each environment as the label envci.io/team; "
+        "team budgets (here with `scope: team`, or the cluster's policy) count environments by it"
+    )
+    when_exceeded: Literal["fail", "reap-oldest-expired"] = Field(
+        "fail",
+        description="`fail`: refuse the new environment (exit 2), listing the oldest ones that count; `reap-oldest-expired`: "
+        "first tear down the oldest environments in the scope whose TTL has passed (never a live one), and refuse "
+        "only when that cannot make room. Applies to the cluster's budgets too",
+    )
+
+    @field_validator("team")
+    @classmethod
+    def _team(cls, v: str | None) -> str | None:
+        if v is not None and not is_template(v) and not LABEL_VALUE.match(v):
+            raise invalid(f"{v!r} is not a valid team name", "a label value: letters, digits, '-', '_' and '.', at most 63 characters, e.g. `payments`")
+        return v
+
+    @model_validator(mode="after")
+    def _team_scope(self) -> "Budget":
+        if self.scope == "team" and not self.team:
+            raise invalid("`scope: team` needs `team`", "name the team, e.g. `team: payments`", at="team")
+        return self
+
+
 class Spec(Strict):
     """The whole of envci.yaml."""
 
@@ -425,6 +469,7 @@ class Spec(Strict):
     components: list[Component] = Field(default_factory=list, description="What the environment runs")
     seed: list[SeedStep] = Field(default_factory=list, description="Data loading steps, in order")
     test: list[TestSuite] = Field(default_factory=list, description="Test suites")
+    budget: Budget | None = Field(None, description="A limit on how many environments live at once (see Budget)")
 
     _v = field_validator("ttl", mode="before")(_duration)
 

@@ -30,6 +30,8 @@ from envci.namespace import guard_objects, namespace_object
 from envci.output import Reporter
 from envci.redact import redact
 from envci.plan import install_order
+from envci.stages.budgets import make_room, namespace_marks
+from envci.stages.teardown import teardown
 from envci.urls import environment_urls
 
 Clock = Callable[[], datetime]
@@ -79,7 +81,9 @@ def ensure_namespace(
                 f"namespace {ident.namespace} is still being deleted after {terminating_wait:.0f}s",
                 hint="something holds it (`envci teardown --env NAME` explains what), fix that, then retry",
             )
-    kube.apply(namespace_object(ident, cfg.spec.namespace, now=now, ttl=cfg.spec.ttl_delta, digest=cfg.digest), None)
+    labels, annotations = namespace_marks(cfg)
+    kube.apply(namespace_object(ident, cfg.spec.namespace, now=now, ttl=cfg.spec.ttl_delta, digest=cfg.digest,
+                                labels=labels, annotations=annotations), None)
 
 
 def recorded_overrides(overrides: Mapping[str, Any]) -> dict[str, Any]:
@@ -159,6 +163,7 @@ def provision(
     helm_factory: Callable[[], Helm] | None = None,
     wait_for_dependency: Callable[[list[str]], None] | None = None,
     clock: Clock = _utcnow,
+    teardown_fn: Callable[..., dict[str, Any]] = teardown,
 ) -> dict[str, Any]:
     ident = cfg.identity
     rep.progress(f"provisioning environment {ident.name} in namespace {ident.namespace}")
@@ -167,10 +172,16 @@ def provision(
     write_outputs(ident.name, ident.namespace, {})
     # Every manifest is rendered and checked before the namespace exists: bad input changes nothing.
     check_components(cfg, api_scope(kube))
+    # Budgets too: a refused environment leaves the cluster as it was, and expired environments are torn
+    # down to make room only when that makes enough.
+    room = make_room(kube, cfg, rep, now=clock(), teardown_fn=teardown_fn)
     ensure_namespace(kube, cfg, now=clock(), progress=rep.progress)
     with Lease(kube, ident.namespace, "provision", progress=rep.progress) as lease:
-        return _provision_locked(cfg, kube, rep, helm_factory=helm_factory or (lambda: Helm.beside(kube)), wait_for_dependency=wait_for_dependency,
-                                 clock=clock, still_held=lease.check)
+        out = _provision_locked(cfg, kube, rep, helm_factory=helm_factory or (lambda: Helm.beside(kube)), wait_for_dependency=wait_for_dependency,
+                                clock=clock, still_held=lease.check)
+    out["budgets"] = room["budgets"]
+    out["reaped"] = room["reaped"]
+    return out
 
 
 def _provision_locked(

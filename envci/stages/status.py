@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
 from envci import state as st
+from envci.identity import label_value
 from envci.kube import readiness
 from envci.kube.client import Kube
 from envci.stages.teardown import find_namespace
@@ -39,6 +42,19 @@ def list_environments(kube: Kube, *, app: str | None = None, now: datetime | Non
     sel = "envci.io/managed=true" + (f",envci.io/app={app}" if app else "")
     now = now or datetime.now(timezone.utc)
     return sorted((summarize_namespace(n, now) for n in kube.namespaces(sel)), key=lambda e: e["name"])
+
+
+def overview(kube: Kube, *, app: str | None = None, now: datetime | None = None, warn: Callable[[str], None] = lambda m: None,
+             env: Mapping[str, str] = os.environ) -> dict[str, Any]:
+    """`envci list`: the environments (of `app`, if given), and usage against every budget that counts them.
+    All managed namespaces are read once: a repository's or a team's budget counts other apps' too."""
+    from envci.stages.budgets import list_usage
+
+    now = now or datetime.now(timezone.utc)
+    every = kube.namespaces("envci.io/managed=true")
+    mine = [n for n in every if not app or ((n["metadata"].get("labels") or {}).get("envci.io/app") == label_value(app))]
+    envs = sorted((summarize_namespace(n, now) for n in mine), key=lambda e: e["name"])
+    return {"environments": envs, "budgets": list_usage(kube, every, app=app, warn=warn, env=env)}
 
 
 def status(kube: Kube, *, namespace: str | None = None, name: str | None = None) -> dict[str, Any] | None:
@@ -83,7 +99,14 @@ def format_status(s: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def format_list(envs: list[dict[str, Any]]) -> str:
+def format_list(envs: list[dict[str, Any]], budgets: list[dict[str, Any]] | None = None) -> str:
+    from envci.budgets import usage_line
+
+    table = _table(envs)
+    return table + ("\n\n" + "\n".join(usage_line(u) for u in budgets) if budgets else "")
+
+
+def _table(envs: list[dict[str, Any]]) -> str:
     if not envs:
         return "no environments"
     rows = [("NAME", "NAMESPACE", "APP", "PR", "EXPIRES")]
