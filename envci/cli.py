@@ -20,7 +20,8 @@ from envci.output import Reporter
 EXIT_CODES_HELP = """exit codes:
   0  success
   1  tests failed (the environment worked; the code under test did not)
-  2  bad input: envci.yaml, a file it names, a flag, or a name envci does not own (nothing was changed)
+  2  bad input: envci.yaml, a file it names, a flag, a name envci does not own, or a budget
+     with no room for a new environment (nothing was changed)
   3  the environment did not become ready, or a seed step failed
   4  infrastructure error: the cluster, Helm or another service failed
   5  superseded: a newer build of the same PR/branch owns the environment
