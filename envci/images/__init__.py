@@ -9,4 +9,5 @@ imported into containerd from an archive. The modules split the work:
 - `reader`: validate an archive (docker-save or OCI image layout) and list its images.
 - `containerd`: import archives into a containerd with `ctr`, only what is missing.
 - `definitions`: the project's images as data; `build`: the offline builder and its cache.
+- `slim`: trim envci's installed dependencies to what envci loads, keeping their metadata true.
 """

@@ -32,6 +32,7 @@ from pathlib import Path
 
 from envci.errors import ConfigError, InfrastructureError
 from envci.images import definitions as d
+from envci.images import slim
 from envci.images.archive import Image, canonical, write_archive
 from envci.images.layer import Blob, LayerContents, write_layer
 
@@ -183,7 +184,7 @@ def run_tool(cmd: Sequence[str], log: Log, what: str, *, env: Mapping[str, str] 
         raise InfrastructureError(f"{what} failed (exit {code}):\n  " + "\n  ".join(tail), hint="see the output above; re-run the build once the cause is fixed")
 
 
-_INSTALL_HINT = "apt-get install -y mmdebstrap busybox-static gcc (scripts/ci-deps/images.sh does it)"
+_INSTALL_HINT = "apt-get install -y mmdebstrap busybox-static gcc binutils (scripts/ci-deps/images.sh does it)"
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -207,8 +208,8 @@ def _base_material(s: Sources) -> dict[str, object]:
 
 def _python_base_material(s: Sources) -> dict[str, object]:
     return {
-        "suite": d.DEBIAN_SUITE, "mirror": d.DEBIAN_MIRROR, "packages": d.PYTHON_BASE_PACKAGES, "exclude": d.BASE_EXCLUDES,
-        "keep": d.BASE_KEEP, "remove": d.PYTHON_BASE_REMOVE, "uid": d.APP_UID, "hook": _customize_hook(d.PYTHON_BASE_REMOVE),
+        "suite": d.DEBIAN_SUITE, "mirror": d.DEBIAN_MIRROR, "variant": d.PYTHON_BASE_VARIANT, "packages": d.PYTHON_BASE_PACKAGES,
+        "exclude": d.BASE_EXCLUDES, "keep": d.BASE_KEEP, "uid": d.APP_UID, "hook": _python_base_hook(),
         "hook_dirs": [d.MERGED_USR_HOOK], "mmdebstrap": _tool_version(["mmdebstrap", "--version"]),
     }
 
@@ -221,15 +222,37 @@ def _customize_hook(remove: Sequence[str] = d.BASE_REMOVE) -> str:
     )
 
 
-def _mmdebstrap(ctx: Ctx, out: Path, layer: str, packages: Sequence[str], remove: Sequence[str], hook_dirs: Sequence[str] = ()) -> Blob:
+PYTHON_SMOKE_TEST = "import ctypes, sqlite3, ssl, venv; ssl.create_default_context()"
+"""Run in the envci image's base after its purge: the modules whose libraries a wrong purge would take away."""
+
+
+def _python_base_hook() -> str:
+    """Purge what the envci image does not run, check that Python still starts, delete the rest, and add
+    `app`. The Essential set has no useradd (it is in `passwd`, which would bring PAM back), so `app`'s
+    lines are written the way base-passwd wrote the others: no password (`*`, and no shadow file), shell
+    /usr/sbin/nologin. That shell went with `login`; a missing shell lets nobody log in either."""
+    purge = " && ".join(f'chroot "$1" dpkg --purge --force-remove-essential --force-depends {" ".join(group)}' for group in d.PYTHON_BASE_PURGE)
+    uid = d.APP_UID
+    return (
+        f'cd "$1" && {purge} && chroot "$1" python3 -B -c "{PYTHON_SMOKE_TEST}" && '
+        f'rm -rf -- {" ".join(d.PYTHON_BASE_REMOVE)} && find {" ".join(d.PYTHON_BASE_BYTECODE)} -name __pycache__ -prune -exec rm -rf {{}} + && '
+        'find etc/ssl/certs -xtype l -delete && '
+        f"echo 'app:*:{uid}:{uid}::/home/app:/usr/sbin/nologin' >> etc/passwd && echo 'app:*:{uid}:' >> etc/group && "
+        f"cp -a etc/skel home/app && chown -R {uid}:{uid} home/app"
+    )
+
+
+def _mmdebstrap(
+    ctx: Ctx, out: Path, layer: str, packages: Sequence[str], hook: str, *, variant: str = "apt", hook_dirs: Sequence[str] = ()
+) -> Blob:
     rootfs = ctx.work / f"{layer}.tar"
     cmd = [
-        "mmdebstrap", "--variant=apt", "--format=tar", f"--include={','.join(packages)}",
+        "mmdebstrap", f"--variant={variant}", "--format=tar", f"--include={','.join(packages)}",
         "--aptopt=APT::Install-Recommends \"false\"",
         *[f"--hook-dir={h}" for h in hook_dirs],
         *[f"--dpkgopt=path-exclude=/{p}" for p in d.BASE_EXCLUDES],
         *[f"--dpkgopt=path-include=/{p}" for p in d.BASE_KEEP],
-        f"--customize-hook={_customize_hook(remove)}",
+        f"--customize-hook={hook}",
         d.DEBIAN_SUITE, str(rootfs), d.DEBIAN_MIRROR,
     ]
     started = time.monotonic()
@@ -245,11 +268,11 @@ def _mmdebstrap(ctx: Ctx, out: Path, layer: str, packages: Sequence[str], remove
 
 
 def _build_base(ctx: Ctx, out: Path) -> Blob:
-    return _mmdebstrap(ctx, out, "debian-base", d.BASE_PACKAGES, d.BASE_REMOVE)
+    return _mmdebstrap(ctx, out, "debian-base", d.BASE_PACKAGES, _customize_hook())
 
 
 def _build_python_base(ctx: Ctx, out: Path) -> Blob:
-    return _mmdebstrap(ctx, out, "python-base", d.PYTHON_BASE_PACKAGES, d.PYTHON_BASE_REMOVE, (d.MERGED_USR_HOOK,))
+    return _mmdebstrap(ctx, out, "python-base", d.PYTHON_BASE_PACKAGES, _python_base_hook(), variant=d.PYTHON_BASE_VARIANT, hook_dirs=(d.MERGED_USR_HOOK,))
 
 
 def _build_pause(ctx: Ctx, out: Path) -> Blob:
@@ -338,12 +361,14 @@ WHEEL_PLATFORMS = ("manylinux_2_36_x86_64", "manylinux_2_28_x86_64", "manylinux_
 
 
 def _envci_inputs(s: Sources) -> dict[str, object]:
+    # The slimming lists live in envci/images/definitions.py, inside the digested tree.
     return {
         "envci": digest_tree(s.repo / "envci"),
         "github_step": _file_or_missing(s.repo / GITHUB_STEP_SOURCE),
         "pyproject": digest_file(s.repo / "pyproject.toml"),
         "python": d.PYTHON_VERSION,
         "platforms": WHEEL_PLATFORMS,
+        "strip": _tool_version(["strip", "--version"]),
     }
 
 
@@ -372,11 +397,31 @@ def _build_envci(ctx: Ctx, out: Path) -> Blob:
     )
     shutil.rmtree(site / "bin", ignore_errors=True)  # scripts with this machine's interpreter in their #!
     _drop_direct_urls(site)
+    _slim_site(ctx, site)
     c = LayerContents()
     c.add_tree(site, f"usr/local/lib/python{d.PYTHON_VERSION}/dist-packages", exclude=lambda name: name in IGNORED_NAMES or name.endswith(".pyc"))
     c.add_file("usr/local/bin/envci", ENVCI_SCRIPT, mode=0o755)
     c.add_file(d.GITHUB_STEP, repo / GITHUB_STEP_SOURCE, mode=0o644)
     return write_layer(c, out)
+
+
+def _slim_site(ctx: Ctx, site: Path) -> None:
+    """Leave out of the envci image what envci never loads (see the ENVCI_* and AWS_* lists in definitions)."""
+    before = _tree_size(site)
+    dropped = slim.drop_distributions(site, d.ENVCI_DROPPED_DISTRIBUTIONS, required_by=d.ENVCI_DROPPED_FOR)
+    removed = slim.remove_paths(site, d.ENVCI_SITE_REMOVE)
+    models = slim.keep_only(site, d.AWS_MODEL_DIRS, d.AWS_SERVICES)
+    stripped = slim.strip_debug_info(site, lambda path: run_tool(["strip", "--strip-debug", str(path)], ctx.log, f"stripping {path.name}"))
+    slim.refresh_records(site)
+    ctx.log(
+        f"envci: left out {len(dropped)} distributions ({', '.join(dropped) or 'none of them installed'}), {len(removed)} paths, "
+        f"{len(models)} AWS service models and the debug information of {len(stripped)} extension modules: "
+        f"{(before - _tree_size(site)) / 1e6:.0f} MB"
+    )
+
+
+def _tree_size(root: Path) -> int:
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file() and not p.is_symlink())
 
 
 def _drop_direct_urls(site: Path) -> None:
@@ -402,7 +447,7 @@ class LayerRecipe:
 
 LAYERS: dict[str, LayerRecipe] = {
     "debian-base": LayerRecipe(_base_material, _build_base),
-    "python-base": LayerRecipe(_python_base_material, _build_python_base),
+    "python-base": LayerRecipe(_python_base_material, _build_python_base, version=2),
     "pause": LayerRecipe(lambda s: {"source": digest_file(FILES / "pause.c"), "gcc": _tool_version(["gcc", "--version"])}, _build_pause),
     "busybox": LayerRecipe(lambda s: {"busybox": _file_or_missing(s.busybox_binary())}, _build_busybox),
     # The bin dir's name encodes every pinned version, so it keys the binaries without reading them.
@@ -410,7 +455,7 @@ LAYERS: dict[str, LayerRecipe] = {
     "kube-tools": LayerRecipe(lambda s: {"bin": str(s.bins()), "tools": ["helm", "kubectl"]}, _build_kube_tools),
     "postgres": LayerRecipe(lambda s: {"entrypoint": digest_file(FILES / "postgres-entrypoint.sh")}, _build_postgres),
     "demo-api": LayerRecipe(lambda s: {"tree": digest_tree(s.demo_dir())}, _build_demo_api),
-    "envci": LayerRecipe(_envci_inputs, _build_envci, version=3),
+    "envci": LayerRecipe(_envci_inputs, _build_envci, version=4),
 }
 
 

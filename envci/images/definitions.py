@@ -6,8 +6,9 @@ Every image is built offline (see `build`): nothing here names a registry to pul
 The Debian-based images the local cluster runs (postgres, demo-api) start from ONE base layer, so containerd
 stores it once however many of them a node runs; they travel in one archive (`bookworm.tar`) that holds the
 base once. The envci image is the one users pull (the `Containerfile` at the repository's root builds it for
-registries), so it has a base of its own with nothing but Python: half the size of the shared one, which
-carries postgres, perl and ICU. It travels in `envci.tar`.
+registries), so it has a base of its own with nothing but Python and a shell, and envci's dependencies
+without the parts envci never loads: under 250 MB with helm and kubectl, which alone are half of it. It
+travels in `envci.tar`.
 """
 
 from __future__ import annotations
@@ -68,14 +69,77 @@ PYTHON_BASE_PACKAGES = ("python3", "python3-venv", "ca-certificates", "netbase")
 """The envci image's base. `python3-venv` lets a job in the image still pip-install another envci into a
 virtualenv (what the CI wrappers do when asked for a different version than the one the image holds)."""
 
+PYTHON_BASE_VARIANT = "essential"
+"""mmdebstrap's package set under `PYTHON_BASE_PACKAGES`: Debian's Essential set, without apt. The image runs
+as a non-root user, so apt could not install anything in it anyway; apt and what only it needs (GnuTLS,
+libstdc++, gpgv, passwd...) were 18 MB."""
+
+PYTHON_BASE_PURGE = (
+    (
+        "util-linux", "util-linux-extra", "bsdutils", "libblkid1", "libmount1", "libsmartcols1", "libudev1",
+        "libsystemd0", "libgcrypt20", "libgpg-error0", "liblz4-1",
+        "login", "libpam0g", "libpam-modules", "libpam-modules-bin", "libpam-runtime", "libaudit1", "libaudit-common",
+        "libcap-ng0", "libcap2",
+    ),
+    ("init-system-helpers", "debconf"),
+    ("perl-base",),
+)
+"""Essential packages that nothing in the envci image runs, purged after installation (dpkg
+--force-remove-essential --force-depends), one group after the other: the first group's removal scripts call
+update-rc.d and debconf, and debconf is perl. What goes: disk, mount and login tools (util-linux, login and
+PAM) with the libraries only they link, and perl with debconf, which only package installation uses
+(ca-certificates depends on debconf for its install-time questions). What a CI job's script may call stays:
+dash, bash, coreutils, grep, sed, mawk, findutils, diffutils, tar, gzip, hostname. dpkg and its database
+stay, so image scanners still see what is installed (and do not list what was purged). 20 MB."""
+
 PYTHON_BASE_REMOVE = (
     "usr/share/i18n",
     "var/log/*",
-    "var/cache/debconf/*-old",
+    "var/cache/debconf",
     "var/lib/dpkg/*-old",
     "var/cache/ldconfig/aux-cache",
+    # glibc's iconv modules (8 MB): Python decodes text with its own codecs, and glibc converts UTF-8 and
+    # ASCII (all that C.UTF-8 uses) without them.
+    "usr/lib/x86_64-linux-gnu/gconv",
+    # Python's own test suite and pydoc's topic texts (the text of `help("if")`).
+    f"usr/lib/python{PYTHON_VERSION}/test",
+    f"usr/lib/python{PYTHON_VERSION}/lib-dynload/_test*",
+    f"usr/lib/python{PYTHON_VERSION}/pydoc_data",
 )
-"""What `BASE_REMOVE` deletes that this base has too (it has no postgres, LLVM or snakeoil key)."""
+"""Paths (globs) deleted from the envci image's base after the purge: what `BASE_REMOVE` deletes that this
+base has too (it has no postgres, LLVM or snakeoil key), debconf's cache now that debconf is gone, and
+parts of packages that stay which nothing runs."""
+
+PYTHON_BASE_BYTECODE = ("usr/lib/python3", f"usr/lib/python{PYTHON_VERSION}")
+"""Where Debian compiled the standard library at install time; its `__pycache__` directories are deleted
+(13 MB). The image sets PYTHONDONTWRITEBYTECODE and runs as a user who could not write them anyway, so each
+process compiles what it imports: about 0.2 s more at start-up, on top of envci's own dependencies, which
+were never precompiled."""
+
+ENVCI_DROPPED_DISTRIBUTIONS = (
+    "aiohttp", "aiohttp-retry", "aiohappyeyeballs", "aiosignal", "attrs", "frozenlist", "multidict", "propcache", "yarl",
+)
+"""Distributions pip installs for envci that envci never imports: the kubernetes client requires aiohttp for
+its asyncio half (`kubernetes.aio`, removed below), and these are aiohttp and what only it requires (11 MB).
+The build fails if anything left requires one of them, except kubernetes itself. `pip check` in the image
+names them as missing; a virtualenv made there that needs them installs them."""
+
+ENVCI_DROPPED_FOR = ("kubernetes",)
+"""The distributions that may still require a dropped one: they require it for a part removed with it."""
+
+ENVCI_SITE_REMOVE = ("kubernetes/aio", "*/tests")
+"""Paths (globs, relative to envci's site-packages) removed: the kubernetes client's asyncio copy (40 MB;
+envci uses the synchronous client), and test suites shipped inside packages."""
+
+AWS_SERVICES = ("s3", "sts", "sso", "sso-oidc", "signin")
+"""The AWS services whose models botocore and boto3 keep; the other 400-odd are deleted (21 MB). envci
+makes S3 clients only (envci/buckets.py). boto3's default credential chain makes clients of its own: STS
+(assumed roles, web identity), SSO and SSO-OIDC (`aws sso login` profiles), and sign-in (`aws login`
+profiles). The data files at the top of botocore/data (endpoints, partitions, retry and default
+configuration) all stay."""
+
+AWS_MODEL_DIRS = ("botocore/data", "boto3/data")
+"""Where botocore and boto3 keep one directory of models per service."""
 
 MERGED_USR_HOOK = "/usr/share/mmdebstrap/hooks/merged-usr"
 """mmdebstrap's hook that lays out the merged /usr itself. Without it apt satisfies init-system-helpers'

@@ -58,6 +58,20 @@ def test_each_base_is_keyed_by_its_own_package_list(tmp_path: Path) -> None:
     assert python["hook_dirs"] == [definitions.MERGED_USR_HOOK] and "hook_dirs" not in base
 
 
+def test_the_envci_images_base_is_purged_in_order_checked_then_trimmed(tmp_path: Path) -> None:
+    """Each purge group's removal scripts need the next group's tools, Python must still start after the
+    purge, and `app` is written by hand: the Essential set has no useradd."""
+    hook = builder._python_base_hook()
+    purges = [hook.index(f"--force-depends {' '.join(group)} ") for group in definitions.PYTHON_BASE_PURGE]
+    assert purges == sorted(purges) and definitions.PYTHON_BASE_PURGE[-1] == ("perl-base",)
+    assert purges[-1] < hook.index(builder.PYTHON_SMOKE_TEST) < hook.index("rm -rf -- ")
+    assert "useradd" not in hook and "'app:*:10001:10001::/home/app:/usr/sbin/nologin' >> etc/passwd" in hook
+    assert "-name __pycache__ -prune" in hook
+    python = builder.LAYERS["python-base"].material(_sources(tmp_path))
+    assert python["variant"] == "essential" and python["hook"] == hook
+    assert "useradd" in builder.LAYERS["debian-base"].material(_sources(tmp_path))["hook"]  # the shared base is unchanged
+
+
 def test_layer_sizes_are_those_of_the_cached_layer_tars(tmp_path: Path) -> None:
     src = _sources(tmp_path)
     envci = f"envci.local/envci:{__version__}"
