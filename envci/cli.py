@@ -149,6 +149,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="list what would be reaped; change nothing")
     p.add_argument("--app", default=None, help="only this application's environments")
     p.add_argument("--closed-prs", action="store_true", help="also reap environments whose PR/MR is closed (needs ENVCI_GITHUB_TOKEN or ENVCI_GITLAB_TOKEN)")
+    _duration_flag(p, "--suspend-after", default=None,
+                   help="also suspend (not delete) every environment that has not expired and that no stage has used for this long, "
+                   "e.g. 2h: idle since its envci.io/last-activity (written by provision, seed, test, resume and extend)")
+    p = add("suspend", "scale the environment's workloads to zero, keeping its volumes and data; `envci resume` brings it back (idempotent)")
+    p = add("resume", "bring a suspended environment back as it was, then wait until it is ready (idempotent)")
+    _duration_flag(p, "--timeout", default=None,
+                   help="how long to wait for readiness, e.g. 5m (default: each component's wait.timeout; 5m without envci.yaml)")
+    p.add_argument("--no-wait", action="store_true", help="restore the workloads and return; do not wait for readiness")
+    _diagnostics_flag(p)
     p = add(
         "logs",
         "print the logs of an environment's pods, each line prefixed with [pod/NAME/CONTAINER]: one component's, or every pod's",

@@ -16,6 +16,7 @@ from envci.errors import ConfigError, ExitCode, InfrastructureError, NotReadyErr
 from envci.invocation import Handler, Invocation, Result
 
 if TYPE_CHECKING:
+    from envci.locate import Located
     from envci.report.model import RunResult
     from envci.stages.logs import Options
 
@@ -174,14 +175,86 @@ def reap(inv: Invocation) -> Result:
 
     a = inv.args
     pr_open = pr_state_check(os.environ) if a.closed_prs else None  # before the cluster: a missing token is bad input
-    res = reap(inv.kube(), inv.rep, dry_run=a.dry_run, app=a.app, pr_open=pr_open)
+    res = reap(inv.kube(), inv.rep, dry_run=a.dry_run, app=a.app, pr_open=pr_open, suspend_after=a.suspend_after)
     return Result(res, _reap_text(res, dry_run=a.dry_run), ExitCode.INFRASTRUCTURE if res["failed"] else ExitCode.OK)
 
 
 def _reap_text(res: Mapping[str, Any], *, dry_run: bool) -> str:
     verb = "would reap" if dry_run else "reaped"
-    lines = [f"{verb} {r['namespace']}: {r['reason']}" for r in res["reaped"]] + [f"failed {f['namespace']}: {f['error']}" for f in res["failed"]]
+    lines = [f"{verb} {r['namespace']}: {r['reason']}" for r in res["reaped"]]
+    lines += [f"{'would suspend' if dry_run else 'suspended'} {r['namespace']}: {r['reason']}" for r in res.get("suspended", [])]
+    lines += [f"failed to {f.get('action', 'reap')} {f['namespace']}: {f['error']}" for f in res["failed"]]
     return "\n".join(lines) or "nothing to reap"
+
+
+def _missing(t: Located) -> NotReadyError:
+    return NotReadyError(f"no environment of this build's {t.missing} exists", hint="`envci list` shows the environments; pass --env NAME for one of them")
+
+
+def suspend(inv: Invocation) -> Result:
+    from envci.stages.suspend import suspend
+
+    t = inv.locate()
+    if t.missing:
+        raise _missing(t)
+    res = suspend(inv.kube(), inv.rep, namespace=t.namespace, name=t.name)
+    return Result(res, _suspend_text(res))
+
+
+def _suspend_text(res: Mapping[str, Any]) -> str:
+    if not res["changed"]:
+        return f"environment {res['name']} is suspended already (since {res['suspended_at']}); nothing changed"
+    lines = [f"environment {res['name']} suspended: {len(res['workloads'])} workload(s) stopped; volumes and data kept (`envci resume` brings it back)"]
+    lines += [f"  {w['workload']}: {w['action']}" for w in res["workloads"]]
+    lines += [f"  {w['workload']} keeps running: {w['reason']}" for w in res["left_running"]]
+    return "\n".join(lines)
+
+
+def resume(inv: Invocation) -> Result:
+    from envci.stages.diagnose import Target, on_failure
+    from envci.stages.suspend import resume, wait_recorded
+    from envci.stages.teardown import find_namespace
+    from envci.stages.wait_ready import wait_ready
+
+    a = inv.args
+    t = inv.locate()
+    if t.missing:
+        raise _missing(t)
+    kube = inv.kube()
+    cfg = inv.config(secrets=False, check_files=False) if os.path.exists(a.config) else None
+    if cfg is not None:
+        inv.mask_secrets(cfg)  # logs in a diagnostics bundle are masked like everything else
+    ns = find_namespace(kube, namespace=t.namespace, name=t.name)
+    if ns is None:
+        raise NotReadyError(f"environment {t.name or t.namespace} does not exist", hint="`envci list` shows the environments")
+    ns_name = ns["metadata"]["name"]
+
+    def wait(name: str, namespace: str) -> dict[str, Any]:
+        # With envci.yaml, exactly wait-ready (its components, each with its own wait.timeout);
+        # without, every component that has workloads.
+        if cfg is not None:
+            return wait_ready(cfg, kube, inv.rep, timeout=a.timeout)
+        return wait_recorded(kube, inv.rep, name, namespace, timeout=a.timeout)
+
+    target = Target.of(cfg, "resume", kubeconfig=a.kubeconfig) if cfg else Target(t.name or ns_name, ns_name, "resume", kubeconfig=a.kubeconfig)
+    with on_failure(kube, inv.rep, target, inv.report_dir()):
+        res = resume(kube, inv.rep, namespace=ns_name, wait=None if a.no_wait else wait)
+    return Result(res, _resume_text(res))
+
+
+def _resume_text(res: Mapping[str, Any]) -> str:
+    if res["changed"]:
+        head = f"environment {res['name']} resumed" + (f" (suspended since {res['suspended_at']})" if res["suspended_at"] else "")
+        head += f": {len(res['workloads'])} workload(s) restored"
+    else:
+        head = f"environment {res['name']} is not suspended; nothing to restore"
+    lines = [head] + [f"  {w['workload']}: {w['action']}" for w in res["workloads"]]
+    lines += [f"  {s['workload']} not restored: {s['reason']}" for s in res["skipped"]]
+    if res["ready"] is None:
+        lines.append("not waited for (--no-wait): `envci wait-ready` or `envci status` says when it is ready")
+    else:
+        lines.append(f"ready ({res['seconds']}s)")
+    return "\n".join(lines)
 
 
 def extend(inv: Invocation) -> Result:
@@ -249,6 +322,8 @@ HANDLERS: Mapping[str, Handler] = {
     "reap": reap,
     "logs": logs,
     "extend": extend,
+    "suspend": suspend,
+    "resume": resume,
     "cluster": cluster,
 }
 """Every command of `envci`, by the name the parser gives it."""

@@ -10,6 +10,12 @@ from envci.durations import format_duration
 from envci.identity import Identity
 
 A = "envci.io/"
+SUSPENDED_AT = A + "suspended-at"
+"""When the environment was suspended (`envci suspend`). Present from the start of a suspend until
+the end of a resume, so it covers every moment a workload may be scaled down."""
+LAST_ACTIVITY = A + "last-activity"
+"""When a stage last used the environment: provision, seed, test, resume and extend write it. The
+janitor's `--suspend-after` counts idleness from it (envci/suspension.py, `last_activity`)."""
 
 
 def rfc3339(t: datetime) -> str:
@@ -27,6 +33,7 @@ def namespace_object(
         **settings.annotations,
         **(annotations or {}),
         A + "created-at": rfc3339(now),
+        LAST_ACTIVITY: rfc3339(now),
         A + "expires-at": rfc3339(now + ttl),
         A + "ttl": format_duration(ttl),
         A + "spec-digest": digest,

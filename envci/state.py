@@ -8,16 +8,20 @@ resources such as buckets, stage history) so any later stage, on any runner, can
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from envci.errors import EnvciError
 from envci.kube.client import Kube
-from envci.namespace import rfc3339
+from envci.namespace import LAST_ACTIVITY, rfc3339
+from envci.redact import redact
 
 STATE_CONFIGMAP = "envci-state"
 EXTERNAL_ANNOTATION = "envci.io/external"
 HISTORY_LIMIT = 50
+log = logging.getLogger("envci.state")
 
 
 @dataclass
@@ -98,3 +102,13 @@ def external_from_namespace(ns: dict[str, Any]) -> list[dict[str, str]]:
         return [i for i in items if isinstance(i, dict)]
     except ValueError:
         return []
+
+
+def touch(kube: Kube, namespace: str, *, now: datetime | None = None) -> None:
+    """Record on the namespace that a stage uses the environment now: the janitor's
+    `--suspend-after` leaves it alone for that long. A mark that cannot be written never fails the
+    stage (at worst the janitor suspends early, and provision or resume bring it back)."""
+    try:
+        kube.patch_merge("v1", "Namespace", namespace, {"metadata": {"annotations": {LAST_ACTIVITY: rfc3339(now or datetime.now(timezone.utc))}}})
+    except EnvciError as e:
+        log.warning("could not record activity on %s: %s", namespace, redact(e.message))

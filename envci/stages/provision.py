@@ -31,6 +31,7 @@ from envci.output import Reporter
 from envci.redact import redact
 from envci.plan import install_order
 from envci.stages.budgets import make_room, namespace_marks
+from envci.stages.suspend import restore
 from envci.stages.teardown import teardown
 from envci.urls import environment_urls
 
@@ -209,6 +210,11 @@ def _provision_locked(
     st.save(kube, state)
 
     try:
+        # An environment the janitor suspended comes back first: an unchanged Helm release is not
+        # upgraded, and a manifest without `replicas` does not set it, so installing alone would
+        # leave its workloads at zero.
+        if restore(kube, ident.namespace, rep, check=still_held, now=clock())["changed"]:
+            rep.progress(f"environment {ident.name} was suspended: its workloads are back at their recorded replicas")
         for obj in guard_objects(spec.namespace):
             kube.apply(obj, ident.namespace)
         helm = helm_factory() if any(c.helm for c in spec.components) else None

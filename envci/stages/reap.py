@@ -1,12 +1,14 @@
 """reap and extend: the janitor's side of the lifecycle.
 
 `reap` finds every environment whose expiry has passed (or, optionally, whose PR is closed) and
-tears it down with its external resources. One environment that fails to go is reported and
-skipped; it never stops the sweep. `extend` pushes an environment's expiry.
+tears it down with its external resources; with `suspend_after`, it also suspends every other
+environment idle that long (envci/suspension.py says how idleness is read). One environment that
+fails to go is reported and skipped; it never stops the sweep. `extend` pushes an environment's expiry.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -17,16 +19,25 @@ from urllib.parse import quote
 
 import requests
 
-from envci.errors import EnvciError, InfrastructureError
+from envci.errors import EnvciError, InfrastructureError, LockedError
 from envci.kube.client import Kube
-from envci.namespace import rfc3339
+from envci.kube.lease import LeaseSettings, settings_from_env
+from envci.namespace import LAST_ACTIVITY, rfc3339
 from envci.output import Reporter
+from envci.stages.suspend import suspend
 from envci.stages.teardown import find_namespace, teardown
+from envci.suspension import suspend_reason
 from envci.timestamps import parse_time
 
 PrIsOpen = Callable[[Mapping[str, str]], bool | None]
 REAP_PARALLEL = 8
 """Teardowns a sweep starts at once: enough to hide round trips, few enough not to flood the API server."""
+
+
+def janitor_lease() -> LeaseSettings:
+    """The janitor does not wait for a stage that holds an environment's lease: a stage running is
+    activity, so the environment is not idle after all, and the next sweep looks again."""
+    return dataclasses.replace(settings_from_env(), wait=timedelta(0))
 
 
 def expiry_of(ns: dict[str, Any]) -> datetime | None:
@@ -98,19 +109,30 @@ def reap(
     pr_open: PrIsOpen | None = None,
     app: str | None = None,
     teardown_fn: Callable[..., dict[str, Any]] = teardown,
+    suspend_after: timedelta | None = None,
+    suspend_fn: Callable[..., dict[str, Any]] = suspend,
     wait_seconds: float = 180,
     sleep: Callable[[float], None] = time.sleep,
 ) -> dict[str, Any]:
+    """Sweep once. Expired environments (or, with `pr_open`, those of closed PRs) are deleted; with
+    `suspend_after`, the others idle that long are suspended instead (their data kept)."""
     now = now or datetime.now(timezone.utc)
     selector = "envci.io/managed=true" + (f",envci.io/app={app}" if app else "")
     counts: Counter[str] = Counter()
     reaped: list[dict[str, str]] = []
     failed: list[dict[str, str]] = []
     doomed: list[tuple[str, str]] = []
+    idle: list[tuple[str, str]] = []
     for ns in kube.namespaces(selector):
         name = ns["metadata"]["name"]
         counts["seen"] += 1
         reason = reap_reason(ns, now, pr_open)
+        if reason is None and suspend_after is not None:
+            why = suspend_reason(ns, now, suspend_after)
+            if why is not None:
+                rep.progress(f"{'would suspend' if dry_run else 'suspending'} {name}: {why}")
+                idle.append((name, why))
+                continue
         if reason is None:
             counts["kept"] += 1
             continue
@@ -138,7 +160,7 @@ def reap(
             reaped.append({"namespace": name, "reason": reason})
         else:
             counts["failed"] += 1
-            failed.append({"namespace": name, "reason": reason, "error": error.message})
+            failed.append({"namespace": name, "reason": reason, "error": error.message, "action": "reap"})
             rep.warn(f"could not reap {name}: {error.message}")
     pending = {r["namespace"] for r in reaped}
     end = time.monotonic() + wait_seconds
@@ -156,7 +178,36 @@ def reap(
             counts["reaped"] += 1
     if pending and not dry_run:
         rep.warn(f"still terminating after {wait_seconds:.0f}s: {', '.join(sorted(pending))} (`envci teardown --env NAME` explains why)")
-    return {"dry_run": dry_run, "counts": dict(counts), "reaped": reaped, "failed": failed}
+    suspended = _suspend_idle(kube, rep, idle, dry_run=dry_run, counts=counts, failed=failed, suspend_fn=suspend_fn)
+    return {"dry_run": dry_run, "counts": dict(counts), "reaped": reaped, "suspended": suspended, "failed": failed}
+
+
+def _suspend_idle(
+    kube: Kube, rep: Reporter, idle: list[tuple[str, str]], *, dry_run: bool, counts: Counter[str], failed: list[dict[str, str]],
+    suspend_fn: Callable[..., dict[str, Any]],
+) -> list[dict[str, str]]:
+    """Suspend each idle environment, one after another: each is a few patches, and one that is in
+    use (its lease held) or fails is reported and skipped, never stopping the sweep."""
+    done: list[dict[str, str]] = []
+    for name, reason in idle:
+        if dry_run:
+            counts["would_suspend"] += 1
+            done.append({"namespace": name, "reason": reason})
+            continue
+        try:
+            suspend_fn(kube, rep, namespace=name, lease_settings=janitor_lease())
+        except LockedError:
+            counts["in_use"] += 1
+            rep.progress(f"  {name} is in use (a stage holds its lock); left active")
+            continue
+        except EnvciError as e:
+            counts["failed"] += 1
+            failed.append({"namespace": name, "reason": reason, "error": e.message, "action": "suspend"})
+            rep.warn(f"could not suspend {name}: {e.message}")
+            continue
+        counts["suspended"] += 1
+        done.append({"namespace": name, "reason": reason})
+    return done
 
 
 def extend(kube: Kube, rep: Reporter, *, namespace: str | None, name: str | None, ttl: timedelta, now: datetime | None = None) -> dict[str, Any]:
@@ -166,6 +217,7 @@ def extend(kube: Kube, rep: Reporter, *, namespace: str | None, name: str | None
     now = now or datetime.now(timezone.utc)
     new_expiry = now + ttl
     ns_name = ns["metadata"]["name"]
-    kube.patch_merge("v1", "Namespace", ns_name, {"metadata": {"annotations": {"envci.io/expires-at": rfc3339(new_expiry)}}})
+    # Extending is using: the janitor's --suspend-after counts idleness from here too.
+    kube.patch_merge("v1", "Namespace", ns_name, {"metadata": {"annotations": {"envci.io/expires-at": rfc3339(new_expiry), LAST_ACTIVITY: rfc3339(now)}}})
     rep.progress(f"{ns_name} now expires at {rfc3339(new_expiry)}")
     return {"namespace": ns_name, "expires_at": rfc3339(new_expiry)}

@@ -19,6 +19,7 @@ from envci.kube.lease import Lease
 from envci.output import Reporter
 from envci.redact import redact
 from envci.seeders import SeedContext, SeedError, kind_of, seeder
+from envci.suspension import refuse_suspended
 
 
 def describe(step: Any, kind: str) -> str:
@@ -37,13 +38,16 @@ def describe(step: Any, kind: str) -> str:
 def seed(cfg: LoadedConfig, kube: Kube, rep: Reporter, *, only: list[int] | None = None) -> dict[str, Any]:
     """Run the seed steps (all, or the indexes in `only`); returns what each did."""
     ident = cfg.identity
-    if kube.namespace(ident.namespace) is None:
+    ns = kube.namespace(ident.namespace)
+    if ns is None:
         raise NotReadyError(f"environment {ident.name} does not exist (namespace {ident.namespace})", hint="run `envci provision` first")
+    refuse_suspended(ns, ident.name)
     steps = [(i, s) for i, s in enumerate(cfg.spec.seed) if only is None or i in only]
     if not steps:
         rep.progress("no seed steps in envci.yaml")
         return {"name": ident.name, "namespace": ident.namespace, "steps": []}
     with Lease(kube, ident.namespace, "seed", progress=rep.progress) as lease:
+        st.touch(kube, ident.namespace)
         return _seed_locked(cfg, kube, rep, steps, still_held=lease.check)
 
 

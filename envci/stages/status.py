@@ -1,4 +1,4 @@
-"""status and list: what an environment is made of, whether it is ready, and when it expires."""
+"""status and list: what an environment is made of, whether it is ready or suspended, and when it expires."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from envci.kube import readiness
 from envci.kube.client import Kube
 from envci.stages.teardown import find_namespace
 from envci.stages.wait_ready import judge, list_workloads
+from envci.namespace import LAST_ACTIVITY
+from envci.suspension import state_of, suspended_at
 from envci.timestamps import parse_time
 
 
@@ -35,6 +37,9 @@ def summarize_namespace(ns: dict[str, Any], now: datetime) -> dict[str, Any]:
         "expires_at": expires,
         "expired": expired,
         "terminating": bool(meta.get("deletionTimestamp")),
+        "state": state_of(ns),
+        "suspended_at": suspended_at(ns),
+        "last_activity": ann.get(LAST_ACTIVITY),
     }
 
 
@@ -74,7 +79,8 @@ def status(kube: Kube, *, namespace: str | None = None, name: str | None = None)
         {"component": i.component, "workload": i.ref, "state": i.verdict.state, "reason": i.verdict.reason, "message": i.verdict.message}
         for i in items
     ]
-    out["ready"] = all(i.verdict.state == "ready" for i in items)
+    # Workloads at zero replicas count as ready; a suspended environment serves nothing all the same.
+    out["ready"] = out["state"] == "active" and all(i.verdict.state == "ready" for i in items)
     out["urls"] = state.urls if state else {}
     out["external"] = st.external_from_namespace(ns)
     out["history"] = state.history[-10:] if state else []
@@ -87,6 +93,10 @@ def format_status(s: dict[str, Any]) -> str:
         f"environment {s['name']}  namespace {s['namespace']}",
         f"  ready: {'yes' if s['ready'] else 'no'}   expires: {s['expires_at']}{' (expired)' if s['expired'] else ''}",
     ]
+    if s.get("state") == "suspended":
+        lines.append(f"  suspended since {s['suspended_at']}: workloads scaled to zero, data kept (`envci resume` brings it back)")
+    elif s.get("state") == "terminating":
+        lines.append("  terminating: the namespace is being deleted")
     for n, c in s["components"].items():
         rev = f" revision {c['revision']}" if c.get("revision") else ""
         lines.append(f"  component {n}: {c['kind']} {c['status']}{rev}")
@@ -109,8 +119,9 @@ def format_list(envs: list[dict[str, Any]], budgets: list[dict[str, Any]] | None
 def _table(envs: list[dict[str, Any]]) -> str:
     if not envs:
         return "no environments"
-    rows = [("NAME", "NAMESPACE", "APP", "PR", "EXPIRES")]
+    rows = [("NAME", "NAMESPACE", "APP", "PR", "STATE", "EXPIRES")]
     for e in envs:
-        rows.append((e["name"], e["namespace"], e["app"] or "", e["pr"] or "", (e["expires_at"] or "") + (" expired" if e["expired"] else "")))
-    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+        rows.append((e["name"], e["namespace"], e["app"] or "", e["pr"] or "", e["state"],
+                     (e["expires_at"] or "") + (" expired" if e["expired"] else "")))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)

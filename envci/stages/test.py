@@ -32,6 +32,7 @@ from envci.output import Reporter
 from envci.redact import redact, truncate
 from envci.report.files import write_reports
 from envci.report.model import RunResult, SuiteResult
+from envci.suspension import refuse_suspended
 from envci.testing import command, helm_test, job
 from envci.testing.base import (
     AnySuite,
@@ -117,9 +118,12 @@ def test(
     chosen = select(cfg.spec.test, suites)
     ident = cfg.identity
     ns = ident.namespace
-    if kube.namespace(ns) is None:
+    ns_obj = kube.namespace(ns)
+    if ns_obj is None:
         raise NotReadyError(f"environment {ident.name} does not exist (namespace {ns})", hint="run `envci provision` and `envci wait-ready` first")
+    refuse_suspended(ns_obj, ident.name)
     state = st.load(kube, ns)
+    st.touch(kube, ns, now=clock())
     from envci.urls import environment_urls
 
     urls = (state.urls if state and state.urls else None) or environment_urls(cfg.spec.components, ns)

@@ -22,6 +22,7 @@ from envci.kube.client import WORKLOAD_KINDS, Kube
 from envci.manifests import OTHER, component_of
 from envci.output import Reporter
 from envci.redact import redact, truncate
+from envci.suspension import refuse_suspended
 from envci import state as st
 
 log = logging.getLogger("envci.stages")
@@ -273,18 +274,47 @@ def wait_ready(
     clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
     sleep: Callable[[float], None] = time.sleep,
 ) -> dict[str, Any]:
+    """Wait for the components of envci.yaml (or those named), each for its own `wait.timeout`."""
     ns = cfg.identity.namespace
-    rules = rules or readiness.Rules()
     spec = cfg.spec
     wanted = [c for c in spec.components if c.wait.enabled and (components is None or c.name in components)]
-    wanted_names = {c.name for c in wanted}
     state = st.load(kube, ns)
-    if kube.namespace(ns) is None:
+    ns_obj = kube.namespace(ns)
+    if ns_obj is None:
         raise NotReadyError(f"environment {cfg.identity.name} does not exist (namespace {ns})", hint="run `envci provision` first")
+    refuse_suspended(ns_obj, cfg.identity.name)
     release_map = {(r.release or n): n for n, r in (state.components.items() if state else [])}
     release_map.update({(c.helm.release or c.name): c.name for c in spec.components if c.helm})
+    return wait_for(
+        kube, rep, name=cfg.identity.name, namespace=ns, state=state, release_map=release_map,
+        timeouts={c.name: timeout or parse_duration(c.wait.timeout) for c in wanted}, include_other=components is None,
+        rules=rules, clock=clock, sleep=sleep,
+    )
+
+
+def wait_for(
+    kube: Kube,
+    rep: Reporter,
+    *,
+    name: str,
+    namespace: str,
+    state: st.EnvState | None,
+    release_map: dict[str, str],
+    timeouts: dict[str, timedelta],
+    include_other: bool,
+    rules: readiness.Rules | None = None,
+    stage: str = "wait-ready",
+    clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict[str, Any]:
+    """The wait itself, for whoever knows what to wait for: `timeouts` maps each awaited component
+    to how long it may take; `include_other` also counts objects of no component (see `decide`).
+    Records the outcome in the environment's history under `stage`."""
+    ns = namespace
+    rules = rules or readiness.Rules()
+    wanted_names = set(timeouts)
     start = clock()
-    deadlines = {c.name: start + (timeout or parse_duration(c.wait.timeout)) for c in wanted}
+    deadlines = {c: start + t for c, t in timeouts.items()}
     last_seen: dict[str, str] = {}
     rep.progress(f"waiting for {', '.join(sorted(wanted_names)) or 'the namespace'} in {ns}")
     rechecks = 0
@@ -293,7 +323,7 @@ def wait_ready(
         now = clock()
         pods = kube.pods(ns)
         items = judge(list_workloads(kube, ns), pods, release_map, now=now, rules=rules)
-        decision = decide(items, wanted=wanted_names, deadlines=deadlines, start=start, now=now, include_other=components is None)
+        decision = decide(items, wanted=wanted_names, deadlines=deadlines, start=start, now=now, include_other=include_other)
         for i in decision.items:
             key = f"{i.component}/{i.ref}"
             summary = f"{i.verdict.state}: {i.verdict.message}"
@@ -304,27 +334,27 @@ def wait_ready(
             events = kube.events(ns)
             failures = [diagnose(kube, ns, i, events, pods) for i in decision.failed]
             failures += [{**diagnose(kube, ns, i, events, pods), "related": True} for i in decision.related]
-            _record(kube, state, "wait-ready", "failed", "; ".join(f"{f['workload']}: {f['reason']}" for f in failures if not f.get("related")))
+            _record(kube, state, stage, "failed", "; ".join(f"{f['workload']}: {f['reason']}" for f in failures if not f.get("related")))
             text = "\n".join(format_failure(f) for f in failures if not f.get("related"))
             also = [format_failure(f) for f in failures if f.get("related")]
             if also:
                 text += "\n  not ready either, in the same component:\n" + "\n".join(also)
             raise NotReadyError(
-                f"environment {cfg.identity.name} is not ready:\n{text}",
+                f"environment {name} is not ready:\n{text}",
                 failures=failures,
                 hint=failure_hint([f["reason"] for f in failures if not f.get("related")]),
             )
         if decision.missing:
             raise NotReadyError(
-                f"environment {cfg.identity.name}: no workloads found for {', '.join(decision.missing)}",
+                f"environment {name}: no workloads found for {', '.join(decision.missing)}",
                 hint="check that the component created Deployments/StatefulSets/Jobs in the namespace",
             )
         if decision.ready:
             elapsed = (clock() - start).total_seconds()
             rep.progress(f"ready after {elapsed:.1f}s")
-            _record(kube, state, "wait-ready", "succeeded", f"{elapsed:.1f}s")
+            _record(kube, state, stage, "succeeded", f"{elapsed:.1f}s")
             return {
-                "name": cfg.identity.name,
+                "name": name,
                 "namespace": ns,
                 "ready": True,
                 "seconds": round(elapsed, 2),
