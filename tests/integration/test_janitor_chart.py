@@ -21,7 +21,8 @@ def can_i(verb: str, resource: str, sa: str, namespace: str | None = None) -> bo
 def test_janitor_chart_installs_with_least_privilege(kubeconfig: str, namespace: str) -> None:
     release = f"janitor-{namespace[-5:]}"
     subprocess.run(
-        ["helm", "install", release, str(CHART), "-n", namespace, "--set", "args={--closed-prs}", "--wait", "--timeout", "60s"],
+        ["helm", "install", release, str(CHART), "-n", namespace, "--set", "args={--closed-prs}", "--set", "suspendAfter=2h",
+         "--wait", "--timeout", "60s"],
         check=True, capture_output=True, text=True,
     )
     try:
@@ -29,11 +30,13 @@ def test_janitor_chart_installs_with_least_privilege(kubeconfig: str, namespace:
             ["kubectl", "get", "cronjob", release, "-n", namespace, "-o", "jsonpath={.spec.jobTemplate.spec.template.spec.containers[0].args}"],
             check=True, capture_output=True, text=True,
         ).stdout
-        assert '"reap"' in cron and '"--closed-prs"' in cron
+        assert '"reap"' in cron and '"--closed-prs"' in cron and '"--suspend-after","2h"' in cron
         sa = f"{namespace}:{release}"
         assert can_i("delete", "namespaces", sa) and can_i("list", "namespaces", sa)
         assert can_i("delete", "secrets", sa, "envci-some-env")  # helm uninstall reads and deletes release records
         assert can_i("update", "leases.coordination.k8s.io", sa, "envci-some-env")
+        for workload in ("deployments.apps", "statefulsets.apps", "replicasets.apps", "cronjobs.batch"):  # suspend scales them
+            assert can_i("patch", workload, sa, "envci-some-env"), workload
         assert not can_i("create", "namespaces", sa)
         assert not can_i("create", "deployments", sa, "default")
         assert not can_i("create", "clusterrolebindings", sa)
