@@ -33,6 +33,7 @@ from envci.plan import install_order
 from envci.stages.budgets import make_room, namespace_marks
 from envci.stages.suspend import restore
 from envci.stages.teardown import teardown
+from envci.suspension import suspended_at
 from envci.urls import environment_urls
 
 Clock = Callable[[], datetime]
@@ -176,10 +177,14 @@ def provision(
     # Budgets too: a refused environment leaves the cluster as it was, and expired environments are torn
     # down to make room only when that makes enough.
     room = make_room(kube, cfg, rep, now=clock(), teardown_fn=teardown_fn)
+    # Read before the namespace is applied again: only then are the workloads listed to restore them,
+    # so a runner whose role cannot list ReplicaSets or CronJobs still provisions what was never suspended.
+    suspended = bool(suspended_at(kube.namespace(ident.namespace) or {}))
     ensure_namespace(kube, cfg, now=clock(), progress=rep.progress)
     with Lease(kube, ident.namespace, "provision", progress=rep.progress) as lease:
+        suspended = suspended or bool(suspended_at(kube.namespace(ident.namespace) or {}))  # suspended while this waited for the lock
         out = _provision_locked(cfg, kube, rep, helm_factory=helm_factory or (lambda: Helm.beside(kube)), wait_for_dependency=wait_for_dependency,
-                                clock=clock, still_held=lease.check)
+                                clock=clock, still_held=lease.check, suspended=suspended)
     out["budgets"] = room["budgets"]
     out["reaped"] = room["reaped"]
     return out
@@ -194,6 +199,7 @@ def _provision_locked(
     wait_for_dependency: Callable[[list[str]], None] | None,
     clock: Clock,
     still_held: Callable[[], None] = lambda: None,
+    suspended: bool = False,
 ) -> dict[str, Any]:
     ident = cfg.identity
     spec = cfg.spec
@@ -213,7 +219,8 @@ def _provision_locked(
         # An environment the janitor suspended comes back first: an unchanged Helm release is not
         # upgraded, and a manifest without `replicas` does not set it, so installing alone would
         # leave its workloads at zero.
-        if restore(kube, ident.namespace, rep, check=still_held, now=clock())["changed"]:
+        if suspended:
+            restore(kube, ident.namespace, rep, check=still_held, now=clock())
             rep.progress(f"environment {ident.name} was suspended: its workloads are back at their recorded replicas")
         for obj in guard_objects(spec.namespace):
             kube.apply(obj, ident.namespace)

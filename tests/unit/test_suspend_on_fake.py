@@ -254,6 +254,20 @@ def test_provision_brings_back_an_environment_the_janitor_suspended(cfg: LoadedC
     assert "envci.io/suspended-at" not in annotations(kube, "Namespace", ns)
 
 
+def test_provision_lists_no_workloads_of_an_environment_that_was_never_suspended(cfg: LoadedConfig) -> None:
+    # A runner's role may cover only what its charts make: restoring must not need more of it.
+    kube = provisioned(cfg)
+    real_list = kube.list
+
+    def forbidden(api_version: str, kind: str, namespace: str | None = None, label_selector: str | None = None) -> list[dict[str, Any]]:
+        if kind in ("ReplicaSet", "CronJob"):
+            raise InfrastructureError(f"Kubernetes API refused to list {kind}: forbidden")
+        return real_list(api_version, kind, namespace, label_selector)
+
+    kube.list = forbidden  # type: ignore[method-assign]
+    provision(cfg, kube, quiet(), clock=kube.utcnow)
+
+
 def test_wait_ready_refuses_a_suspended_environment_instead_of_calling_it_ready(cfg: LoadedConfig) -> None:
     kube = provisioned(cfg)
     go_suspend(kube, cfg)
