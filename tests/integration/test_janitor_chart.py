@@ -43,3 +43,11 @@ def test_janitor_chart_installs_with_least_privilege(kubeconfig: str, namespace:
         assert not can_i("create", "pods/exec", sa, "default")
     finally:
         subprocess.run(["helm", "uninstall", release, "-n", namespace], capture_output=True)
+
+
+def test_a_suspend_after_that_is_not_a_duration_fails_at_install_not_at_every_sweep(kubeconfig: str) -> None:
+    # kubeconfig: puts the helm the cluster was made with first on PATH; nothing is installed.
+    bad = subprocess.run(["helm", "template", "j", str(CHART), "--set", "suspendAfter=2x"], capture_output=True, text=True)
+    assert bad.returncode != 0 and "/suspendAfter" in bad.stderr
+    good = subprocess.run(["helm", "template", "j", str(CHART), "--set", "suspendAfter=1d12h"], capture_output=True, text=True, check=True)
+    assert '- --suspend-after\n                - "1d12h"' in good.stdout
