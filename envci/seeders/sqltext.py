@@ -1,4 +1,5 @@
-"""Pure SQL text handling for the sql seeder: split a file into statements, map errors to lines.
+"""Pure SQL text handling for the sql and restore seeders: split a file into statements, read a
+psql script (COPY data, meta-commands) as it streams in, map errors to lines.
 
 PostgreSQL reports an error's position inside the statement it was given, and only for some
 errors; running one statement at a time means every error, positioned or not, can be pinned to a
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 _DOLLAR_TAG = re.compile(r"\$([A-Za-z_][A-Za-z_0-9]*)?\$")
@@ -103,20 +105,11 @@ def _skip_quoted(text: str, i: int, quote: str, backslash: bool) -> int:
     return n
 
 
-def split_statements(text: str) -> list[Statement]:
-    """The statements of a SQL file, in order, each with the line it starts on."""
-    out: list[Statement] = []
-    start = 0
+def _statement_ends(text: str) -> Iterator[int]:
+    """Indexes of the `;` that end statements in `text`, in order (never one inside a string,
+    an identifier, a comment or a dollar-quoted body). A construct left open at the end of `text`
+    hides everything after it: fed more text, a caller scans again from the statement's start."""
     i, n = 0, len(text)
-
-    def flush(end: int) -> None:
-        chunk = text[start:end]
-        if not _has_code(chunk):
-            return
-        lead = len(chunk) - len(chunk.lstrip())
-        body = chunk[lead:].rstrip()
-        out.append(Statement(body, text.count("\n", 0, start + lead) + 1))
-
     while i < n:
         c = text[i]
         if text.startswith("--", i):
@@ -137,10 +130,149 @@ def split_statements(text: str) -> list[Statement]:
             else:
                 i += 1  # a parameter such as $1
         elif c == ";":
-            flush(i)
+            yield i
             i += 1
-            start = i
         else:
             i += 1
-    flush(n)
+
+
+def _statement(text: str, start: int, end: int, first_line: int) -> Statement | None:
+    """The statement in text[start:end] (None if it holds no code); `first_line` is the line of text[0]."""
+    chunk = text[start:end]
+    if not _has_code(chunk):
+        return None
+    lead = len(chunk) - len(chunk.lstrip())
+    return Statement(chunk[lead:].rstrip(), first_line + text.count("\n", 0, start + lead))
+
+
+def split_statements(text: str) -> list[Statement]:
+    """The statements of a SQL file, in order, each with the line it starts on."""
+    out: list[Statement] = []
+    start = 0
+    for end in (*_statement_ends(text), len(text)):
+        st = _statement(text, start, end, 1)
+        if st is not None:
+            out.append(st)
+        start = end + 1
     return out
+
+
+class Splitter:
+    """`split_statements` for text that arrives a line at a time (a dump streamed from pg_dump),
+    with the same rules. Feed it whole lines, newline included."""
+
+    def __init__(self) -> None:
+        self._buf = ""
+        self._line = 1
+        """The line of the input where `_buf` starts."""
+
+    def feed(self, line: str) -> list[Statement]:
+        """The statements that this line completes."""
+        self._buf += line
+        if ";" not in line:
+            return []  # a statement ends only at a `;`: no need to scan the whole statement again
+        out: list[Statement] = []
+        start = 0
+        for end in _statement_ends(self._buf):
+            st = _statement(self._buf, start, end, self._line)
+            if st is not None:
+                out.append(st)
+            start = end + 1
+        if start:
+            self._line += self._buf.count("\n", 0, start)
+            self._buf = self._buf[start:]
+        return out
+
+    @property
+    def between_statements(self) -> bool:
+        """True when no statement has begun: what was fed since the last `;` is blank or comments."""
+        return not _has_code(self._buf)
+
+    def skip(self, lines: int) -> None:
+        """Count `lines` lines that are not SQL (COPY data, a psql meta-command) without feeding them;
+        only between statements."""
+        if not self.between_statements:
+            raise ValueError("skip() inside a statement")
+        self._line += self._buf.count("\n") + lines
+        self._buf = ""
+
+    def finish(self) -> list[Statement]:
+        """The last statement, when the input ends without its `;`."""
+        st = _statement(self._buf, 0, len(self._buf), self._line)
+        self._buf = ""
+        return [st] if st is not None else []
+
+
+# --- psql scripts: statements, COPY data and meta-commands --------------------------------------
+
+_COPY_FROM_STDIN = re.compile(r"COPY\b.*\bFROM\s+STDIN\b", re.IGNORECASE | re.DOTALL)
+COPY_END = "\\."
+"""The line that ends the data of `COPY ... FROM stdin` in a script."""
+
+
+class ScriptError(ValueError):
+    def __init__(self, message: str, line: int) -> None:
+        super().__init__(message)
+        self.line = line
+
+
+@dataclass(frozen=True)
+class CopyIn:
+    """A `COPY ... FROM stdin` statement and the data lines after it, streamed: read `rows` to the
+    end before the next item (read_script drains what is left)."""
+
+    statement: Statement
+    first_row_line: int
+    rows: Iterator[str]
+
+
+@dataclass(frozen=True)
+class MetaCommand:
+    """A psql backslash command on its own line between statements (`\\connect db`, `\\restrict key`)."""
+
+    text: str
+    line: int
+
+
+ScriptItem = Statement | CopyIn | MetaCommand
+
+
+def is_copy_from_stdin(st: Statement) -> bool:
+    return bool(_COPY_FROM_STDIN.match(st.text, st.code_start))
+
+
+def read_script(lines: Iterable[str]) -> Iterator[ScriptItem]:
+    """The items of a psql script (what `pg_dump` writes in plain format), in order, as they arrive.
+
+    Raises ScriptError for COPY data that never ends and for text after `COPY ... FROM stdin;` on
+    its line (psql reads the data from the next line on, so such text would be lost)."""
+    numbered = enumerate(lines, 1)
+    splitter = Splitter()
+    for number, line in numbered:
+        if splitter.between_statements and line.lstrip().startswith("\\"):
+            splitter.skip(1)
+            yield MetaCommand(line.strip(), number)
+            continue
+        statements = splitter.feed(line)
+        for k, st in enumerate(statements):
+            if not is_copy_from_stdin(st):
+                yield st
+                continue
+            if k != len(statements) - 1 or not splitter.between_statements:
+                raise ScriptError("text after `COPY ... FROM stdin;` on the same line: the data must start on the next line", number)
+            counted = [0]
+            rows = _copy_rows(numbered, counted, st.line)
+            yield CopyIn(st, number + 1, rows)
+            for _ in rows:  # what the consumer left unread
+                pass
+            splitter.skip(counted[0])
+    yield from splitter.finish()
+
+
+def _copy_rows(numbered: Iterator[tuple[int, str]], counted: list[int], copy_line: int) -> Iterator[str]:
+    for _, line in numbered:
+        counted[0] += 1
+        if line.rstrip("\r\n") == COPY_END:
+            return
+        yield line
+    raise ScriptError(f"the data of the COPY at line {copy_line} has no end line `{COPY_END}`", copy_line)
