@@ -17,6 +17,7 @@ from pydantic_core import PydanticCustomError
 
 from envci.durations import parse_duration
 from envci.s3names import check_bucket_name, parse_s3_url
+from envci.sources import ENV, PG, S3, allowed, entry_problem, refusal, s3_source
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 RESERVED_LABEL_PREFIX = "envci.io/"
@@ -205,6 +206,26 @@ class SqlSeed(Strict):
         return self
 
 
+def _check_allow(source: str | None, allow: list[str], schemes: tuple[str, ...], *, copies_none: str = "") -> None:
+    """The load-time half of the allow-list rule (envci.sources): the list is literal and well formed,
+    and a source known from envci.yaml (not a secret's value) is on it. The error is about this
+    step's `allow`; the loader puts the step's place, `seed[N]`, in front."""
+    problems = [f"entry {e!r} {why}" for e in allow if (why := entry_problem(e, schemes))]
+    if problems:
+        raise invalid("; ".join(problems), "entries look like " + ", ".join(_ALLOW_FORMS[s] for s in schemes), at="allow")
+    if copies_none:
+        if allow:
+            raise invalid(f"`allow` lists sources to copy from, and this step copies from none ({copies_none})",
+                          "remove `allow`", at="allow")
+        return
+    if source is not None and not is_template(source) and not allowed(source, allow):
+        message, hint = refusal(source, allow, "this step's `allow:` list")
+        raise invalid(message, hint, at="allow")
+
+
+_ALLOW_FORMS = {ENV: "env:NAME", PG: "postgresql://HOST[:PORT][/DATABASE]", S3: "s3://BUCKET[/PREFIX]"}
+
+
 class S3Seed(Strict):
     s3: str = Field(description="Local fixtures folder to upload, relative to envci.yaml")
     bucket: str | None = Field(None, description="Bucket name (default: the environment's name)")
@@ -214,6 +235,11 @@ class S3Seed(Strict):
     region: str = Field("us-east-1", description="Region")
     access_key: str | None = Field(None, description="Secret name in `secrets:` for the access key id")
     secret_key: str | None = Field(None, description="Secret name in `secrets:` for the secret access key")
+    allow: list[str] = Field(
+        default_factory=list,
+        description="Buckets `copy_from` may read, as s3://BUCKET[/PREFIX] (`*` matches any text); written literally, never templated. "
+        "A `copy_from` no entry covers is refused before anything is read",
+    )
 
     @field_validator("bucket")
     @classmethod
@@ -238,6 +264,14 @@ class S3Seed(Strict):
         if bool(self.access_key) != bool(self.secret_key):
             raise invalid("give both `access_key` and `secret_key`, or neither",
                           "without them the usual AWS credential chain applies", at="secret_key" if self.access_key else "access_key")
+        return self
+
+    @model_validator(mode="after")
+    def _allowed_source(self) -> "S3Seed":
+        source = None
+        if self.copy_from:
+            source = self.copy_from if is_template(self.copy_from) else s3_source(*parse_s3_url(self.copy_from))
+        _check_allow(source, self.allow, (S3,), copies_none="" if self.copy_from else "it uploads a folder")
         return self
 
 

@@ -4,7 +4,14 @@ The bucket (default: named after the environment) is recorded in the environment
 external resource *before* it is created, so a crash between the two still leaves it findable by
 teardown and the janitor, which delete it with envci.buckets, never through this module. Uploads
 skip objects whose size and ETag (the MD5 of a single-part upload) already match, so a re-run
-uploads nothing; `copy_from: s3://bucket/prefix` copies server-side instead, skipping the same way.
+uploads nothing.
+
+`copy_from: s3://bucket/prefix` copies server-side instead, from a bucket the step's `allow:` list
+covers (envci.sources: a source off the list is refused before anything is read, when envci.yaml
+loads and again here). A re-run copies nothing: an object counts as copied when its copy has the
+source's size and its ETag, or, for a multipart source, a modification time after the source's:
+the copy of a multipart object is made in one part, so it gets an ETag of its own. (A KMS-encrypted
+source's ETag is not its MD5 either, and nothing tells it apart: such objects are copied again.)
 
 Credentials: the step's `access_key`/`secret_key` name secrets in `secrets:`; without them boto3's
 usual chain applies (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, profiles, instance roles).
@@ -14,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +31,7 @@ from envci.buckets import KIND, make_client, s3_error
 from envci.config.model import S3Seed
 from envci.s3names import bucket_name, parse_s3_url
 from envci.seeders.base import SeedContext, StepResult
+from envci.sources import allowed, refusal, s3_source
 
 
 # --- pure ---------------------------------------------------------------------------------------
@@ -41,11 +50,31 @@ def md5_etag(data: bytes) -> str:
 class Remote:
     size: int
     etag: str
+    modified: datetime | None = None
+
+
+def _same_etag(a: str, b: str) -> bool:
+    return a.strip('"') == b.strip('"')
 
 
 def needs_upload(size: int, etag: str, remote: Remote | None) -> bool:
     """Upload unless the same bytes are there already (same size and single-part ETag)."""
-    return remote is None or remote.size != size or remote.etag.strip('"') != etag.strip('"')
+    return remote is None or remote.size != size or not _same_etag(remote.etag, etag)
+
+
+def needs_copy(source: Remote, copy: Remote | None) -> bool:
+    """Copy unless `copy` already is one of `source`: the same size, and the same ETag, or for a
+    multipart source (whose copy gets an ETag of its own) a copy made after the source last changed.
+
+    After, not at the same time: S3 keeps times to the second, and an object replaced within the
+    second of its copy must not pass for copied. The cost is one more copy of an object copied in
+    the second it was written."""
+    if copy is None or copy.size != source.size:
+        return True
+    if _same_etag(copy.etag, source.etag):
+        return False
+    multipart = "-" in source.etag
+    return not (multipart and copy.modified is not None and source.modified is not None and copy.modified > source.modified)
 
 
 def local_files(folder: Path) -> list[tuple[str, Path]]:
@@ -60,7 +89,7 @@ def listing(s3: Any, bucket: str, prefix: str) -> dict[str, Remote]:
     out: dict[str, Remote] = {}
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for o in page.get("Contents") or []:
-            out[o["Key"]] = Remote(int(o["Size"]), str(o["ETag"]))
+            out[o["Key"]] = Remote(int(o["Size"]), str(o["ETag"]), o.get("LastModified"))
     return out
 
 
@@ -101,6 +130,10 @@ def run(step: S3Seed, ctx: SeedContext) -> StepResult:
     source: tuple[str, str] | None = None
     if step.copy_from:
         source = parse_s3_url(step.copy_from)
+        where = s3_source(*source)
+        if not allowed(where, step.allow):  # refused when envci.yaml loaded; a defence against a spec built otherwise
+            message, hint = refusal(where, step.allow, ctx.where("allow")[2])
+            raise ctx.config_error(message, "allow", hint=hint)
     else:
         folder = ctx.path(step.s3)
         if not folder.is_dir():
@@ -120,7 +153,7 @@ def run(step: S3Seed, ctx: SeedContext) -> StepResult:
             for key, obj in listing(s3, src_bucket, src_prefix).items():
                 rel = key[len(src_prefix):].lstrip("/") if src_prefix else key
                 dest = object_key(prefix, rel)
-                if not needs_upload(obj.size, obj.etag, have.get(dest)):
+                if not needs_copy(obj, have.get(dest)):
                     kept += 1
                     continue
                 s3.copy_object(Bucket=bucket, Key=dest, CopySource={"Bucket": src_bucket, "Key": key})
@@ -140,5 +173,8 @@ def run(step: S3Seed, ctx: SeedContext) -> StepResult:
         raise s3_error(e, f"seed bucket {bucket}") from None
     verb = "copied" if source else "uploaded"
     summary = f"bucket {bucket}: {sent} object(s) {verb}" + (f", {kept} already there" if kept else "")
-    return StepResult("s3", summary, changed=bool(sent or created), details={"bucket": bucket, "endpoint": step.endpoint or "", verb: sent, "unchanged": kept})
+    details: dict[str, Any] = {"bucket": bucket, "endpoint": step.endpoint or "", verb: sent, "unchanged": kept}
+    if source is not None:
+        details["copy_from"] = s3_source(*source)
+    return StepResult("s3", summary, changed=bool(sent or created), details=details)
 

@@ -83,7 +83,7 @@ def test_copy_from_another_bucket(kubeconfig: str, s3_endpoint: str, tmp_path: P
     src.create_bucket(Bucket=golden)
     for key in ("v1/a.json", "v1/b/c.json", "v2/ignored.json"):
         src.put_object(Bucket=golden, Key=key, Body=key.encode())
-    step = {"s3": "fixtures", "copy_from": f"s3://{golden}/v1", "endpoint": s3_endpoint, "bucket": f"copy-{golden}"}
+    step = {"s3": "fixtures", "copy_from": f"s3://{golden}/v1", "endpoint": s3_endpoint, "bucket": f"copy-{golden}", "allow": [f"s3://{golden}"]}
     path = write_app(tmp_path, [step])
     cfg = load(path, env_name())
     kube = connect(kubeconfig)
