@@ -16,6 +16,7 @@ records every change made, in order, for tests of what a stage does first.
 from __future__ import annotations
 
 import copy
+import socket
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta, timezone
@@ -85,6 +86,9 @@ class FakeKube:
         self.log_reads: list[tuple[str, str, bool]] = []
         """Which logs were read, in order: (pod, container, previous)."""
         self.on_exec: Callable[[str, str, list[str], str | None], ExecResult] | None = None
+        self.forwards: dict[tuple[str, str, int], tuple[str, int]] = {}
+        """(namespace, pod, port) -> (host, port) of a server on this machine: `port_forward` to that
+        pod's port connects to it, as the simulated cluster's port-forward reaches a local server."""
         self.kinds = {**{k: True for k in NAMESPACED}, **{k: False for k in CLUSTER_SCOPED}, **(kinds or {})}
         """Kind -> namespaced, as API discovery would tell; other kinds are not served."""
         self.linger = linger
@@ -438,4 +442,21 @@ class FakeKube:
         return self.on_exec(namespace, pod, list(command), container)
 
     def port_forward(self, namespace: str, pod: str, port: int) -> ForwardStream:
-        raise InfrastructureError(f"cannot port-forward to pod {namespace}/{pod}:{port}: the fake has no network")
+        target = self.forwards.get((namespace, pod, port))
+        if target is None:
+            raise InfrastructureError(f"cannot port-forward to pod {namespace}/{pod}:{port}: the fake has no network there (see `forwards`)")
+        return _SocketStream(socket.create_connection(target, timeout=10))
+
+
+class _SocketStream:
+    """A port-forward stream that is a plain TCP connection to a local server."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        sock.settimeout(None)
+        self._sock = sock
+
+    def socket(self, port_number: int) -> socket.socket:
+        return self._sock
+
+    def error(self, port_number: int) -> str | None:
+        return None

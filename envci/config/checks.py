@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
-from envci.config.model import ExecSeed, HelmTestSuite, HttpSeed, JobSeed, JobSuite, S3Seed, Spec, SqlSeed, suite_slug
+from envci.config.model import ExecSeed, HelmTestSuite, HttpSeed, JobSeed, JobSuite, RestoreSeed, S3Seed, Spec, SqlSeed, suite_slug
 from envci.config.yamlpos import Path_
 
 
@@ -63,21 +63,25 @@ def _seed(spec: Spec) -> Iterator[Problem]:
     defined = ", ".join(sorted(spec.secrets)) or "none"
     for i, step in enumerate(spec.seed):
         refs: list[tuple[str, str | None]] = []
-        if isinstance(step, (SqlSeed, HttpSeed, ExecSeed)):
+        if isinstance(step, (SqlSeed, RestoreSeed, HttpSeed, ExecSeed)):
             refs.append(("component", step.component))
         if isinstance(step, JobSeed):
             refs.append(("image_from", step.image_from))
         for key, name in refs:
             if name is not None and name not in names:
                 yield Problem(("seed", i, key), f"unknown component {name!r}", f"name one of the components: {_names(spec)}")
-        secrets: list[tuple[str, str | None]] = []
-        if isinstance(step, SqlSeed):
-            secrets.append(("password", step.password))
+        secrets: list[tuple[tuple[str, ...], str | None]] = []
+        if isinstance(step, (SqlSeed, RestoreSeed)):
+            secrets.append((("password",), step.password))
+        if isinstance(step, RestoreSeed) and not isinstance(step.restore, str):
+            # The source's `component` names a component of the other environment, which this file
+            # need not define: it is not checked here.
+            secrets += [(("restore", "password"), step.restore.password), (("restore", "url_secret"), step.restore.url_secret)]
         if isinstance(step, S3Seed):
-            secrets += [("access_key", step.access_key), ("secret_key", step.secret_key)]
-        for key, name in secrets:
+            secrets += [(("access_key",), step.access_key), (("secret_key",), step.secret_key)]
+        for at, name in secrets:
             if name is not None and name not in spec.secrets:
-                yield Problem(("seed", i, key), f"names the secret {name!r}, which `secrets:` does not define",
+                yield Problem(("seed", i, *at), f"names the secret {name!r}, which `secrets:` does not define",
                               f"add it under `secrets:` with `from_env:` or `secret:`/`key:` (defined: {defined})")
 
 

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from envci import redact
 from envci.config.checks import problems as cross_problems
-from envci.config.model import Spec
+from envci.config.model import RestoreSeed, Spec
 from envci.config.overrides import merge as merge_values
 from envci.config.overrides import split as split_overrides
 from envci.config.render import LazySecrets, render_tree
@@ -242,7 +242,7 @@ def _to_config_error(err: Any, fname: str, lines: dict[Path_, int]) -> ConfigErr
     return ConfigError(msg, file=fname, line=line_for(lines, real), field=dotted(real), hint=hint)
 
 
-_UNIONS = {"seed": {"sql", "s3", "job", "http", "exec"}, "test": {"command", "job", "helm_test"}}
+_UNIONS = {"seed": {"sql", "restore", "s3", "job", "http", "exec"}, "test": {"command", "job", "helm_test"}}
 
 
 def _real_path(loc: tuple[str | int, ...], lines: dict[Path_, int]) -> Path_:
@@ -259,7 +259,7 @@ def _real_path(loc: tuple[str | int, ...], lines: dict[Path_, int]) -> Path_:
     return tuple(out)
 
 
-_TAGS = {"sql", "s3", "job", "http", "exec", "command", "helm_test", "function-after", "function-before"}
+_TAGS = {"sql", "restore", "s3", "job", "http", "exec", "command", "helm_test", "function-after", "function-before", "RestoreSource"}
 
 
 _TYPE_TAGS = {"str", "int", "float", "bool", "none"}
@@ -327,4 +327,6 @@ def _check_files(spec: Spec, lines: dict[Path_, int], fname: str, base: Path, ro
         s3 = getattr(step, "s3", None)
         if s3 and not getattr(step, "copy_from", None):
             check(s3, ("seed", i, "s3"), want_dir=True)
+        if isinstance(step, RestoreSeed) and step.source.file:
+            check(step.source.file, ("seed", i, "restore") if isinstance(step.restore, str) else ("seed", i, "restore", "file"))
     return errors

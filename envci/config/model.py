@@ -17,7 +17,7 @@ from pydantic_core import PydanticCustomError
 
 from envci.durations import parse_duration
 from envci.s3names import check_bucket_name, parse_s3_url
-from envci.sources import ENV, PG, S3, allowed, entry_problem, refusal, s3_source
+from envci.sources import ENV, PG, S3, allowed, entry_problem, env_source, refusal, s3_source
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 RESERVED_LABEL_PREFIX = "envci.io/"
@@ -206,6 +206,112 @@ class SqlSeed(Strict):
         return self
 
 
+class RestoreSource(Strict):
+    """Where a `restore:` step's dump comes from: exactly one of `file`, `environment` or `url_secret`."""
+
+    file: str | None = Field(
+        None, description="A dump file, relative to envci.yaml: plain SQL (also gzipped) or a pg_dump archive (custom, tar or directory format)"
+    )
+    environment: str | None = Field(
+        None, description="Name of another envci environment: envci port-forwards to its database and takes a pg_dump of it"
+    )
+    url_secret: str | None = Field(
+        None, description="Name of a secret in `secrets:` holding the URL of a database to take a pg_dump of"
+    )
+    component: str | None = Field(None, description="With `environment`: its database component (default: the step's `component`)")
+    service: str | None = Field(None, description="With `environment`: the Service to port-forward to (default: the step's `service`)")
+    port: int | None = Field(None, description="With `environment`: the database port (default: the step's `port`)")
+    database: str | None = Field(None, description="With `environment`: the database to dump (default: the step's `database`)")
+    user: str | None = Field(None, description="With `environment`: the user to dump as (default: the step's `user`)")
+    password: str | None = Field(
+        None, description="With `environment` or `url_secret`: name of a secret holding the password (default: the step's `password` "
+        "for an environment, the URL's own for `url_secret`)"
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "RestoreSource":
+        given = [k for k in ("file", "environment", "url_secret") if getattr(self, k)]
+        if len(given) != 1:
+            raise invalid("give exactly one of `file`, `environment` or `url_secret`",
+                          "e.g. `restore: {environment: shop-main}`, or `restore: db/snapshot.dump` for a file")
+        if not self.environment:
+            extra = [k for k in ("component", "service", "port", "database", "user") if getattr(self, k) is not None]
+            if extra:
+                raise invalid(f"`{extra[0]}` says where to find another environment's database, and this source is not an environment",
+                              "a `url_secret` URL names its own host, port, database and user", at=extra[0])
+        if self.file and self.password:
+            raise invalid("a dump file needs no password", "remove `password` from `restore:`", at="password")
+        if self.environment and not is_template(self.environment) and not DNS_LABEL.match(self.environment):
+            raise invalid(f"{self.environment!r} is not an environment name", "as `envci list` shows it, e.g. shop-main", at="environment")
+        return self
+
+
+RestoreFrom = Annotated[
+    Annotated[str, Tag("str")] | Annotated[RestoreSource, Tag("RestoreSource")],
+    # A mapping is a RestoreSource, text a file: errors then speak of the one meant, not of both.
+    Discriminator(
+        lambda v: "str" if isinstance(v, str) else "RestoreSource" if isinstance(v, (dict, RestoreSource)) else None,
+        custom_error_type="restore_source",
+        custom_error_message="`restore` is the path of a dump file, or a mapping with one of file, environment or url_secret",
+    ),
+]
+
+
+class RestoreSeed(Strict):
+    """Restore a PostgreSQL dump (a file, another environment's database, a database named by a
+    secret) into a database of the environment, once (docs/seed.md, "restore")."""
+
+    restore: RestoreFrom = Field(
+        description="The dump to restore: a file relative to envci.yaml, or {file | environment | url_secret: ...}"
+    )
+    component: str | None = Field(None, description="Database component restored into, reached by port-forward")
+    service: str | None = Field(None, description="Service to port-forward to (default: the component's name)")
+    port: int = Field(5432, description="Database port")
+    url: str | None = Field(None, description="A database URL to restore into instead of a port-forward (templated)")
+    database: str = Field("postgres", description="Database restored into")
+    user: str = Field("postgres", description="Database user")
+    password: str | None = Field(None, description="Name of a secret in `secrets:` holding the password")
+    allow: list[str] = Field(
+        default_factory=list,
+        description="Sources this step may copy from: env:NAME, postgresql://HOST[:PORT][/DATABASE] (`*` matches any text); "
+        "written literally, never templated. A source no entry covers is refused before anything is read; a file needs no entry",
+    )
+    timeout: Duration = Field("30m", description="How long the restore may take, dump included")
+
+    _v = field_validator("timeout", mode="before")(_duration)
+
+    @property
+    def source(self) -> RestoreSource:
+        return RestoreSource(file=self.restore) if isinstance(self.restore, str) else self.restore
+
+    @model_validator(mode="after")
+    def _a_database(self) -> "RestoreSeed":
+        if not (self.component or self.service or self.url):
+            raise invalid("needs `component`, `service` or `url` to know which database to restore into", "e.g. `component: db`")
+        src = self.source
+        if src.environment and not (src.component or src.service or self.component or self.service):
+            raise invalid(f"nothing says which database of environment {src.environment} to dump",
+                          "give `component:` or `service:` under `restore:` (the step's own are used when it has them)", at="restore")
+        return self
+
+    @model_validator(mode="after")
+    def _allowed_source(self) -> "RestoreSeed":
+        src = self.source
+        if src.file:
+            _check_allow(None, self.allow, (ENV, PG), copies_none="a dump file is in the repository, reviewed like code")
+        elif src.environment:
+            _check_allow(env_source(src.environment), self.allow, (ENV, PG))
+        else:
+            # The URL is a secret's value, known only when the step runs: the seeder checks it then,
+            # before it connects. An empty list would refuse every URL, so say so now.
+            _check_allow(None, self.allow, (ENV, PG))
+            if not self.allow:
+                raise invalid("a `url_secret` source needs `allow:` naming the databases its URL may point at",
+                              'e.g. allow: ["postgresql://staging-db.internal:5432/shop"]; envci checks the URL against it before it connects',
+                              at="allow")
+        return self
+
+
 def _check_allow(source: str | None, allow: list[str], schemes: tuple[str, ...], *, copies_none: str = "") -> None:
     """The load-time half of the allow-list rule (envci.sources): the list is literal and well formed,
     and a source known from envci.yaml (not a secret's value) is on it. The error is about this
@@ -352,14 +458,15 @@ def _keyed(*keys: str) -> Callable[[Any], str | None]:
 
 SeedStep = Annotated[
     Annotated[SqlSeed, Tag("sql")]
+    | Annotated[RestoreSeed, Tag("restore")]
     | Annotated[S3Seed, Tag("s3")]
     | Annotated[JobSeed, Tag("job")]
     | Annotated[HttpSeed, Tag("http")]
     | Annotated[ExecSeed, Tag("exec")],
     Discriminator(
-        _keyed("sql", "s3", "job", "http", "exec"),
+        _keyed("sql", "restore", "s3", "job", "http", "exec"),
         custom_error_type="seed_kind",
-        custom_error_message="a seed step needs one of the keys sql, s3, job, http or exec",
+        custom_error_message="a seed step needs one of the keys sql, restore, s3, job, http or exec",
     ),
 ]
 

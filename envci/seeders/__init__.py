@@ -12,7 +12,7 @@ from typing import Any
 
 from envci.seeders.base import SeedContext, SeedError, StepResult
 
-KINDS: tuple[str, ...] = ("sql", "s3", "job", "http", "exec")
+KINDS: tuple[str, ...] = ("sql", "restore", "s3", "job", "http", "exec")
 
 Seeder = Callable[[Any, SeedContext], StepResult]
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import psycopg
 
-from envci.config.model import SqlSeed
+from envci.config.model import RestoreSeed, SqlSeed
 from envci.errors import InfrastructureError
 from envci.kube.portforward import forward_service
 from envci.redact import redact, truncate
@@ -41,7 +41,11 @@ that just became ready may refuse the first connections. Errors with an SQLSTATE
 unknown database) are not retried: they will not change."""
 
 
-def service_of(step: SqlSeed, ctx: SeedContext) -> str | None:
+DatabaseStep = SqlSeed | RestoreSeed
+"""Steps that write into a database of the environment, named the same way."""
+
+
+def service_of(step: DatabaseStep, ctx: SeedContext) -> str | None:
     if step.service:
         return step.service
     if step.component:
@@ -51,7 +55,7 @@ def service_of(step: SqlSeed, ctx: SeedContext) -> str | None:
 
 
 @contextlib.contextmanager
-def _endpoint(step: SqlSeed, ctx: SeedContext) -> Iterator[dict[str, Any]]:
+def endpoint(step: DatabaseStep, ctx: SeedContext) -> Iterator[dict[str, Any]]:
     """Connection keyword arguments, with a port-forward open while they are in use."""
     password = ctx.secret(step.password, "password") if step.password else None
     if step.url:
@@ -143,7 +147,7 @@ def run(step: SqlSeed, ctx: SeedContext) -> StepResult:
 
     ran: list[str] = []
     skipped: list[str] = []
-    with _endpoint(step, ctx) as kw:
+    with endpoint(step, ctx) as kw:
         what = f"database {step.database} as {step.user}" if not step.url else "the database at `url`"
         with connect(kw, what=what) as conn:
             done = applied(conn)

@@ -26,6 +26,10 @@ def describe(step: Any, kind: str) -> str:
     """Short, secret-free name of a step for progress lines and history."""
     if kind == "sql":
         return "sql " + ", ".join(step.sql)
+    if kind == "restore":
+        from envci.seeders.restore import source_of
+
+        return f"restore {source_of(step).id}"
     if kind == "s3":
         return f"s3 {step.copy_from or step.s3}"
     if kind == "job":

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # What the seed tests need at CI time: a PostgreSQL server (started per test session from a temp
-# directory), the psycopg driver and moto's S3-compatible server. Idempotent and quiet.
+# directory) with its client programs (pg_dump and pg_restore, for the restore tests), the psycopg
+# driver and moto's S3-compatible server. Idempotent and quiet.
 set -euo pipefail
 
 if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
@@ -12,6 +13,12 @@ if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb 
   $SUDO service postgresql stop >/dev/null 2>&1 || true
 else
   echo "seed: PostgreSQL server binaries present"
+fi
+if ! command -v pg_dump >/dev/null 2>&1 || ! command -v pg_restore >/dev/null 2>&1; then
+  echo "seed: installing the Debian postgresql-client package"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends postgresql-client >/dev/null
 fi
 
 missing=()
