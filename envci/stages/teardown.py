@@ -156,13 +156,13 @@ def teardown(
                 except EnvciError:
                     pass
             _uninstall_releases(kube, ns_name, rep, helm_factory or (lambda: Helm.beside(kube)), timeout=f"{int(left(0.5))}s" if end is not None else "2m")
+        newer = _newer_build(kube, ns_name, build)
+        if newer:  # a newer build's provision relabelled it while this teardown ran (a cancelled run's cleanup)
+            rep.progress(f"environment {env_name} now belongs to newer build {newer}; leaving it to that build")
+            return {"name": env_name, "namespace": ns_name, "deleted": False, "existed": True, "superseded_by": newer}
         _delete_external(ns, state=state, rep=rep, lease=lease)
         if lease:
             lease.check()  # another stage took over meanwhile: do not delete its namespace
-        newer = _newer_build(kube, ns_name, build)
-        if newer:  # a newer build's provision relabelled it while this teardown ran (a cancelled run's cleanup)
-            rep.progress(f"environment {env_name} now belongs to newer build {newer}; leaving its namespace to that build")
-            return {"name": env_name, "namespace": ns_name, "deleted": False, "existed": True, "superseded_by": newer}
         kube.delete("v1", "Namespace", ns_name)
     except EnvciError as e:
         if marked:

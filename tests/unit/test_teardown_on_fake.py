@@ -277,10 +277,10 @@ def test_provision_gives_up_on_a_namespace_that_stays_terminating(cfg: LoadedCon
     assert kube.elapsed == pytest.approx(30, abs=1.5)
 
 
-def test_a_newer_build_that_takes_the_environment_over_during_teardown_keeps_its_namespace(cfg: LoadedConfig) -> None:
+def test_a_newer_build_that_takes_the_environment_over_during_teardown_keeps_its_namespace(cfg: LoadedConfig, deleted: list[str]) -> None:
     """A cancelled run's cleanup is still uninstalling when the newer run's provision relabels the namespace."""
     kube = FakeKube()
-    provisioned(cfg, kube)
+    provisioned(cfg, kube, external_items=[{"type": "fake", "name": "bucket-1"}])
     ns = cfg.identity.namespace
     kube.patch_merge("v1", "Namespace", ns, {"metadata": {"labels": {"envci.io/build": "100"}}})
 
@@ -290,5 +290,5 @@ def test_a_newer_build_that_takes_the_environment_over_during_teardown_keeps_its
             kube.patch_merge("v1", "Namespace", ns, {"metadata": {"labels": {"envci.io/build": "101"}}})
 
     out = down(kube, cfg, TakenOver(kube.calls, ["shop-db"]), build="100")
-    assert out["superseded_by"] == "101" and not out["deleted"]
+    assert out["superseded_by"] == "101" and not out["deleted"] and deleted == []  # its bucket stays too
     assert f"delete Namespace/{ns}" not in kube.calls and not kube.namespace(ns)["metadata"].get("deletionTimestamp")  # type: ignore[index]
