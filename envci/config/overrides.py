@@ -139,7 +139,7 @@ def split(overrides: Mapping[str, Any], components: Iterable[str], values: Itera
                                   hint=f"e.g. --set {name}.image.tag=v2 (or values.{name}=... for a key of `values:`)")
             to_components[name] = merge(to_components.get(name, {}), value)
         else:
-            to_values[name] = merge({name: to_values[name]}, {name: value})[name] if name in to_values else value
+            to_values = merge(to_values, {name: value})
     return to_values, to_components
 
 
