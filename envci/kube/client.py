@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import secrets
+import sys
 import tempfile
 import threading
 import time
@@ -709,14 +710,39 @@ part). Without it a connection that goes silent (a dropped route, a half-open so
 stage forever instead of being retried."""
 
 
+def debug_http() -> bool:
+    """`ENVCI_DEBUG=http` (a comma-separated list) prints every API request envci sends."""
+    return "http" in (os.environ.get("ENVCI_DEBUG") or "").replace(" ", "").split(",")
+
+
+def trace_request(method: str, url: str, status: Any, seconds: float) -> None:
+    """One line on stderr per request: method, path (never a body or a header), status, duration."""
+    path = urllib3.util.parse_url(url).request_uri
+    print(f"envci: http {method} {path} -> {status} in {seconds * 1000:.0f} ms", file=sys.stderr, flush=True)
+
+
 def with_default_timeout(api: client.ApiClient, timeout: tuple[float, float]) -> None:
     """The generated client sends `timeout=None` (wait forever) unless each call passes one."""
     rest = api.rest_client
     request: Callable[..., Any] = rest.request
 
+    trace = debug_http()
+
     def timed_request(*args: Any, **kwargs: Any) -> Any:
         if not kwargs.get("_request_timeout"):
             kwargs["_request_timeout"] = timeout
-        return request(*args, **kwargs)
+        if not trace:
+            return request(*args, **kwargs)
+        start = time.monotonic()
+        status: Any = "no answer"
+        try:
+            resp = request(*args, **kwargs)
+            status = resp.status
+            return resp
+        except ApiException as e:
+            status = e.status
+            raise
+        finally:
+            trace_request(str(args[0]), str(args[1]), status, time.monotonic() - start)
 
     rest.request = timed_request  # type: ignore[method-assign]  # wraps the method on this one instance
