@@ -8,6 +8,8 @@ Numbers, never assertions: compare runs on the same machine.
 
 CPU is that of child processes (resource.getrusage(RUSAGE_CHILDREN) deltas): envci's Python and the
 helm processes it waits for, or the baseline's kubectl and helm. The cluster's own CPU is in neither.
+envci runs with ENVCI_DEBUG=http (one stderr line per API request, counted); a thread samples the
+memory of the envci processes from /proc.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -71,7 +74,10 @@ class Runner:
             shim.write_text(f'#!/bin/sh\necho >> "{self.shims}/{tool}.calls"\nexec "{Path(bin_dir) / tool}" "$@"\n')
             shim.chmod(0o755)
         path = os.pathsep.join([str(self.shims), bin_dir, os.environ["PATH"]])
-        self.env = {**os.environ, "KUBECONFIG": kubeconfig, "PATH": path, "NO_COLOR": "1"}
+        self.plain_env = {**os.environ, "KUBECONFIG": kubeconfig, "PATH": path, "NO_COLOR": "1"}
+        # envci prints one stderr line per API request, which the cases count (core.count_requests).
+        debug = [d for d in os.environ.get("ENVCI_DEBUG", "").replace(" ", "").split(",") if d and d != "http"]
+        self.env = {**self.plain_env, "ENVCI_DEBUG": ",".join([*debug, "http"])}
         self.envci = [sys.executable, "-m", "envci.cli"]
         self.kubectl = str(Path(bin_dir) / "kubectl")  # the harness's own checks: not counted
 
@@ -83,13 +89,19 @@ class Runner:
             out[tool] = len(f.read_text().splitlines()) if f.exists() else 0
         return out
 
-    def run(self, cmd: Sequence[str], *, check: bool = True, cwd: Path | None = None) -> Done:
+    def run(self, cmd: Sequence[str], *, check: bool = True, cwd: Path | None = None, trace: bool = True) -> Done:
+        """One command; `trace=False` runs envci without the request trace."""
         c0, t0 = child_cpu(), time.perf_counter()
-        p = subprocess.run(list(cmd), env=self.env, cwd=cwd, capture_output=True, text=True)
+        p = subprocess.run(list(cmd), env=self.env if trace else self.plain_env, cwd=cwd, capture_output=True, text=True)
         done = Done(time.perf_counter() - t0, child_cpu() - c0, p.returncode, p.stdout, p.stderr)
         if check and p.returncode != 0:
-            raise RuntimeError(f"{' '.join(cmd)} exited {p.returncode}: {p.stderr.strip()[-800:]}")
+            raise RuntimeError(f"{' '.join(cmd)} exited {p.returncode}: {core.without_requests(p.stderr).strip()[-800:]}")
         return done
+
+    def api_requests(self) -> float | None:
+        """Every request the cluster's API server has completed since it started (all clients), from its metrics."""
+        d = self.run([self.kubectl, "get", "--raw", "/metrics"], check=False)
+        return core.metric_total(d.stdout) if d.code == 0 else None
 
     def ns_exists(self, ns: str) -> bool:
         return self.run([self.kubectl, "get", "namespace", ns, "-o", "name"], check=False).code == 0
@@ -97,6 +109,55 @@ class Runner:
     def drop(self, ns: str) -> None:
         """Cleanup after a failed run: the namespace goes, without waiting (its releases go with it)."""
         self.run([self.kubectl, "delete", "namespace", ns, "--ignore-not-found", "--wait=false"], check=False)
+
+
+class Memory:
+    """Samples, every `interval` seconds in a thread, the memory of the envci processes below this one
+    (core.rss_sample) and keeps the peaks: `with Memory() as m: ...`, then `m.peak`."""
+
+    def __init__(self, interval: float = 0.2) -> None:
+        self.interval = interval
+        self.root = os.getpid()
+        self.peak: dict[str, int] = {}
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="bench-memory", daemon=True)
+
+    def look(self) -> dict[str, int]:
+        ppids: dict[int, int] = {}
+        for name in os.listdir("/proc"):
+            if name.isdigit():
+                try:
+                    ppids[int(name)] = core.stat_ppid(Path(f"/proc/{name}/stat").read_text())
+                except (OSError, ValueError, IndexError):
+                    continue  # gone since listdir
+        procs: dict[int, core.Proc] = {}
+        for pid in core.descendants(ppids, self.root):
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                status = Path(f"/proc/{pid}/status").read_text()
+            except OSError:
+                continue
+            procs[pid] = core.Proc(ppids[pid], cmdline, core.status_kb(status, "VmRSS"), core.status_kb(status, "VmHWM"))
+        return core.rss_sample(procs)
+
+    def _loop(self) -> None:
+        while True:
+            self.peak = core.peaks([self.peak, self.look()])
+            self.samples += 1
+            if self._stop.wait(self.interval):
+                return
+
+    def __enter__(self) -> Memory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def mb(self, measure: str) -> float | None:
+        return core.mb(self.peak.get(measure)) if self.samples else None
 
 
 def cluster(nodes: str) -> tuple[str, str]:
@@ -120,9 +181,10 @@ def envci_stack(r: Runner, config: Path) -> dict[str, float]:
     base = [*r.envci]
     flags = ["-c", str(config), "--env", name]
     try:
-        prov = r.run([*base, "provision", *flags])
-        wait = r.run([*base, "wait-ready", *flags, "--timeout", TIMEOUT])
-        down = r.run([*base, "teardown", *flags])
+        with Memory(interval=0.1) as mem:
+            prov = r.run([*base, "provision", *flags])
+            wait = r.run([*base, "wait-ready", *flags, "--timeout", TIMEOUT])
+            down = r.run([*base, "teardown", *flags])
         if r.ns_exists(ns):
             raise RuntimeError(f"{ns} still exists after envci teardown")
     except BaseException:
@@ -135,6 +197,9 @@ def envci_stack(r: Runner, config: Path) -> dict[str, float]:
         "teardown_wall": down.wall,
         "teardown_cpu": down.cpu,
         "overhead": sum(s for s in stamps if s is not None),
+        "requests": float(core.count_requests(prov.stderr) + core.count_requests(wait.stderr)),
+        "teardown_requests": float(core.count_requests(down.stderr)),
+        "peak_rss_mb": mem.mb("process_kb") or 0.0,
     }
 
 
@@ -182,7 +247,8 @@ def stack_case(r: Runner, name: str, runs: int, nodes: str) -> dict[str, Any]:
             got = fns[side](r, config)
             after = r.calls()
             got |= {f"{tool}_calls": float(after[tool] - before[tool]) for tool in r.COUNTED}
-            log(f"{name} run {i + 1}/{runs} {side}: ready {got['wall']:.2f}s, cpu {got['cpu']:.2f}s, teardown {got['teardown_wall']:.2f}s")
+            extra = f", {got['requests']:.0f}+{got['teardown_requests']:.0f} API requests, {got['peak_rss_mb']:.0f} MB" if side == "envci" else ""
+            log(f"{name} run {i + 1}/{runs} {side}: ready {got['wall']:.2f}s, cpu {got['cpu']:.2f}s, teardown {got['teardown_wall']:.2f}s{extra}")
             for k, v in got.items():
                 samples[side].setdefault(k, []).append(v)
     return core.stack_result(samples, nodes=nodes)
@@ -192,23 +258,28 @@ def stack_case(r: Runner, name: str, runs: int, nodes: str) -> dict[str, Any]:
 
 
 def scale_case(r: Runner, n: int) -> dict[str, Any]:
-    """n demo environments, provisioned and waited for all at once; per-environment time until ready."""
+    """n demo environments, provisioned and waited for all at once; per-environment time until ready,
+    API requests (envci's own, and the API server's count of all clients') and envci's memory."""
     names = [f"benchs{secrets.token_hex(2)}{i}" for i in range(n)]
     config = str(STACKS["demo"])
-    start = time.perf_counter()
+    requests = [0] * n
 
-    def one(name: str) -> float:
-        flags = ["-c", config, "--env", name]
-        r.run([*r.envci, "provision", *flags])
-        r.run([*r.envci, "wait-ready", *flags, "--timeout", "10m"])
+    def one(i: int) -> float:
+        flags = ["-c", config, "--env", names[i]]
+        prov = r.run([*r.envci, "provision", *flags])
+        wait = r.run([*r.envci, "wait-ready", *flags, "--timeout", "10m"])
+        requests[i] = core.count_requests(prov.stderr) + core.count_requests(wait.stderr)
         return time.perf_counter() - start
 
+    served0 = r.api_requests()
+    start = time.perf_counter()
     c0 = child_cpu()
     try:
-        with ThreadPoolExecutor(max_workers=n) as pool:
-            ready = list(pool.map(one, names))
+        with Memory(interval=0.2) as mem, ThreadPoolExecutor(max_workers=n) as pool:
+            ready = list(pool.map(one, range(n)))
         all_ready = time.perf_counter() - start
         cpu = child_cpu() - c0
+        served = core.delta(served0, r.api_requests())
         t0 = time.perf_counter()
         with ThreadPoolExecutor(max_workers=min(n, 10)) as pool:
             list(pool.map(lambda nm: r.run([*r.envci, "teardown", "-c", config, "--env", nm]), names))
@@ -225,6 +296,15 @@ def scale_case(r: Runner, n: int) -> dict[str, Any]:
         "p95_ready_s": core.percentile(ready, 95),
         "cpu_s": cpu,
         "teardown_s": teardown,
+        "envci_requests": sum(requests),
+        "envci_requests_per_env": core.per_env(sum(requests), n),
+        "cluster_requests": served,
+        "cluster_requests_per_env": core.per_env(served, n),
+        "peak_rss_total_mb": mem.mb("envci_kb"),
+        "peak_rss_total_with_helm_mb": mem.mb("total_kb"),
+        "peak_rss_process_mb": mem.mb("process_kb"),
+        "peak_envci_processes": mem.peak.get("processes"),
+        "memory_samples": mem.samples,
     }
 
 
@@ -246,6 +326,7 @@ def janitor_case(r: Runner, m: int) -> dict[str, Any]:
                 if r.ns_exists(f"envci-{nm}"):
                     r.drop(f"envci-{nm}")
     reaped = (result.get("counts") or {}).get("reaped", result.get("reaped"))
+    requests = core.count_requests(done.stderr)
     return {
         "nodes": "simulated",
         "environments": m,
@@ -253,6 +334,8 @@ def janitor_case(r: Runner, m: int) -> dict[str, Any]:
         "reap_s": done.wall,
         "cpu_s": done.cpu,
         "per_environment_s": done.wall / m,
+        "envci_requests": requests,
+        "envci_requests_per_env": core.per_env(requests, m),
     }
 
 
@@ -270,7 +353,7 @@ def startup_cases(r: Runner, runs: int) -> dict[str, Any]:
         for order in core.alternating_order(runs):
             for side in order:
                 if side == "envci":
-                    d = r.run([*r.envci, *args], check=False)
+                    d = r.run([*r.envci, *args], check=False, trace=False)
                     walls.append(d.wall)
                     cpus.append(d.cpu)
                 else:
@@ -286,7 +369,7 @@ def startup_cases(r: Runner, runs: int) -> dict[str, Any]:
             "baseline_wall_s": core.summary(refs)["median"],
         }
     # Where a command that talks to the cluster spends its start-up: the largest imports.
-    p = subprocess.run([sys.executable, "-X", "importtime", *r.envci[1:], *commands["startup-status"]], env=r.env, capture_output=True, text=True)
+    p = subprocess.run([sys.executable, "-X", "importtime", *r.envci[1:], *commands["startup-status"]], env=r.plain_env, capture_output=True, text=True)
     out["startup-status"]["import_top_ms"] = dict(core.import_costs(p.stderr))
     return out
 

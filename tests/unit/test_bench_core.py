@@ -119,3 +119,98 @@ def test_markdown_has_a_row_per_case() -> None:
     assert "| janitor | 20 | 4.00s |" in md
     assert "| startup-help | `envci --help` | 5 |" in md
     assert "| – |" in md  # the missing teardown numbers
+
+
+TRACE = (
+    "envci: http GET /api/v1/namespaces/envci-x -> 404 in 3 ms\n"
+    "[   0.4s] provisioning environment x\n"
+    "envci: http POST /api/v1/namespaces -> 201 in 12 ms\n"
+    "envci: http GET /apis/apps/v1/namespaces/envci-x/deployments?watch=true&resourceVersion=5 -> 200 in 1 ms\n"
+    "envci: http DELETE /api/v1/namespaces/envci-x -> no answer in 5000 ms\n"
+)
+
+
+def test_count_requests_counts_the_trace_lines() -> None:
+    assert core.count_requests(TRACE) == 4
+    assert core.count_requests("[   0.4s] provisioning environment x\nerror: namespace is gone\n") == 0
+    # A thread's trace line landing between another's progress text and its newline still counts once.
+    split = "[   0.4s] installing apienvci: http GET /api/v1/pods -> 200 in 2 ms\n\n[   0.9s] ready\n"
+    assert core.count_requests(split) == 1
+
+
+def test_trace_does_not_disturb_first_stamp_or_errors() -> None:
+    assert core.first_stamp(TRACE) == 0.4
+    assert core.first_stamp("envci: http GET /version -> 200 in 2 ms[   0.7s] tearing down\n\n") == 0.7
+    assert core.without_requests(TRACE) == "[   0.4s] provisioning environment x\n"
+
+
+METRICS = """\
+# HELP apiserver_request_total [STABLE] Counter of apiserver requests broken out for each verb.
+# TYPE apiserver_request_total counter
+apiserver_request_total{code="200",component="apiserver",dry_run="",group="",resource="namespaces",scope="resource",subresource="",verb="GET",version="v1"} 12
+apiserver_request_total{code="201",component="apiserver",dry_run="",group="apps",resource="deployments",scope="resource",subresource="",verb="POST",version="v1"} 3.5e+01
+apiserver_request_total{code="0",component="",dry_run="",group="",resource="",scope="",subresource="/healthz",verb="GET",version="",weird="a}b \\" c"} 1 1700000000000
+apiserver_request_total_extra{code="200"} 1000
+apiserver_request_duration_seconds_count{verb="GET"} 99
+"""
+
+
+def test_metric_total_sums_every_label_set_of_the_counter() -> None:
+    assert core.metric_total(METRICS) == 48.0
+    assert core.metric_total(METRICS, "apiserver_request_duration_seconds_count") == 99.0
+    assert core.metric_total("# nothing here\n") is None
+
+
+def test_per_env_and_delta_refuse_what_cannot_be_divided() -> None:
+    assert core.per_env(250, 10) == 25.0
+    assert core.per_env(None, 10) is None
+    assert core.per_env(-3, 10) is None  # the API server restarted: its counter went back
+    assert core.per_env(5, 0) is None
+    assert core.delta(100.0, 160.0) == 60.0
+    assert core.delta(None, 160.0) is None
+
+
+def test_proc_parsing() -> None:
+    assert core.stat_ppid("4242 (python3) S 17 4242 17 0 -1 4194560 ...") == 17
+    assert core.stat_ppid("99 (a) b (c)) R 5 99 5 0") == 5
+    status = "Name:\tpython3\nVmPeak:\t  300000 kB\nVmHWM:\t   90112 kB\nVmRSS:\t   81920 kB\n"
+    assert core.status_kb(status, "VmRSS") == 81920
+    assert core.status_kb(status, "VmHWM") == 90112
+    assert core.status_kb("Name:\tzombie\nState:\tZ (zombie)\n", "VmRSS") == 0
+    assert core.mb(2048) == 2.0 and core.mb(None) is None
+
+
+def test_descendants_follow_the_tree() -> None:
+    ppids = {1: 0, 10: 1, 11: 10, 12: 10, 13: 12, 20: 1, 21: 20}
+    assert core.descendants(ppids, 10) == {11, 12, 13}
+    assert core.descendants(ppids, 13) == set()
+
+
+def test_rss_sample_sums_envci_processes_and_their_helm() -> None:
+    procs = {
+        11: core.Proc(10, "/usr/bin/python3 -m envci.cli provision -c demo.yaml", 80_000, 90_000),
+        12: core.Proc(10, "/usr/bin/python3 -m envci.cli wait-ready -c demo.yaml", 60_000, 70_000),
+        13: core.Proc(11, "/opt/bin/helm upgrade --install api", 50_000, 50_000),
+        14: core.Proc(10, "/opt/bin/kubectl get namespace x", 40_000, 40_000),  # the bench's own check
+    }
+    s = core.rss_sample(procs)
+    assert s == {"envci_kb": 140_000, "total_kb": 190_000, "process_kb": 90_000, "processes": 2}
+    assert core.rss_sample({}) == {"envci_kb": 0, "total_kb": 0, "process_kb": 0, "processes": 0}
+    assert core.peaks([s, {"envci_kb": 150_000, "total_kb": 100_000, "process_kb": 10, "processes": 3}]) == {
+        "envci_kb": 150_000, "total_kb": 190_000, "process_kb": 90_000, "processes": 3,
+    }
+
+
+def test_requests_and_memory_reach_the_json_and_the_tables() -> None:
+    samples = {"envci": {"wall": [1.0, 1.2], "requests": [40.0, 44.0], "teardown_requests": [9.0, 9.0], "peak_rss_mb": [70.0, 74.0]}}
+    r = core.stack_result(samples, nodes="simulated")
+    assert (r["envci_requests"], r["envci_teardown_requests"], r["envci_peak_rss_mb"]) == (42.0, 9.0, 72.0)
+    assert "| 42; 9 | 72 MB |" in core.markdown({"demo": r})
+    scale = {
+        "environments": 10, "all_ready_s": 9.0, "p50_ready_s": 5.0, "p95_ready_s": 8.0, "cpu_s": 20.0, "teardown_s": 7.0,
+        "envci_requests_per_env": 41.3, "cluster_requests_per_env": 60.0,
+        "peak_rss_total_mb": 700.0, "peak_rss_total_with_helm_mb": 800.0, "peak_rss_process_mb": 75.5,
+    }
+    assert "| 7.00s | 41.3 | 60.0 | 700 MB (800 MB) | 76 MB |" in core.markdown({"scale-10": scale})
+    janitor = {"environments": 20, "reap_s": 4.0, "cpu_s": 1.0, "per_environment_s": 0.2, "envci_requests": 130, "envci_requests_per_env": 6.5}
+    assert "| 0.20s | 130 (6.5) |" in core.markdown({"janitor": janitor})
