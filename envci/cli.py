@@ -215,11 +215,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EnvciError as e:
         return report_error(args.command, e, rep)
     except Exception as e:  # noqa: BLE001 - an unexpected failure is still an infrastructure error to CI
-        import traceback
-
-        rep.error(traceback.format_exc())
-        rep.error(f"envci {args.command}: internal error: {e} (please report this)")
+        where = keep_traceback()
+        rep.error(f"envci {args.command}: internal error: {e} (please report this, with {where})")
         return ExitCode.INFRASTRUCTURE
+
+
+def keep_traceback() -> str:
+    """The traceback of the exception being handled, redacted, in a private file (on stderr too with
+    `ENVCI_DEBUG=traceback`): a user reads one line, a bug report gets the whole story."""
+    import tempfile
+    import traceback
+
+    from envci.redact import redact
+
+    text = redact(traceback.format_exc())
+    if "traceback" in (os.environ.get("ENVCI_DEBUG") or "").split(","):
+        print(text, file=sys.stderr)
+    try:
+        fd, path = tempfile.mkstemp(prefix="envci-internal-error-", suffix=".txt")  # mode 0600
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+    except OSError:
+        return "ENVCI_DEBUG=traceback set to see where it happened"
+    return f"the details in {path}"
 
 
 def error_payload(e: EnvciError) -> dict[str, Any]:

@@ -11,16 +11,11 @@ stand-in with these methods, is all a stage test needs.
 
 from __future__ import annotations
 
-import atexit
 import builtins
-import contextlib
 import email.utils
 import json
 import logging
 import os
-import secrets
-import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -29,15 +24,11 @@ from typing import Any, Protocol, TypeVar, cast
 
 import urllib3
 import yaml
-from kubernetes import client, config
-from kubernetes.client.exceptions import ApiException
-from kubernetes.dynamic import DynamicClient
-from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
-from kubernetes.stream import portforward as _portforward
-from kubernetes.stream import stream as _stream
-from kubernetes.watch.watch import iter_resp_lines
 
 from envci.errors import ConfigError, InfrastructureError
+from envci.kube import kubeconfig as kubeconfig_mod
+from envci.kube.discovery import Discovery, Resource
+from envci.kube.transport import DEFAULT_REQUEST_TIMEOUT, ApiError, Transport, TimeoutSpec, lines
 from envci.redact import redact, truncate
 
 FIELD_MANAGER = "envci"
@@ -69,7 +60,7 @@ cannot fix them, and calling them "cannot reach the API" would send the reader t
 
 
 def transient(e: BaseException) -> bool:
-    if isinstance(e, ApiException):
+    if isinstance(e, ApiError):
         return e.status in RETRY_STATUS or e.status == 0
     if isinstance(e, LOCAL_FILE_ERRORS):
         return False
@@ -79,7 +70,7 @@ def transient(e: BaseException) -> bool:
 def retry_after(e: BaseException, now: Callable[[], float] = time.time) -> float | None:
     """Pure (given `now`): the seconds a 429/503 answer asked to wait, from its Retry-After header
     (delta seconds or an HTTP date); None when it asked nothing readable."""
-    if not isinstance(e, ApiException) or e.status not in (429, 503):
+    if not isinstance(e, ApiError) or e.status not in (429, 503):
         return None
     headers = e.headers or {}
     raw = next((str(v) for k, v in headers.items() if str(k).lower() == "retry-after"), "").strip()
@@ -109,9 +100,9 @@ def retry_wait(e: BaseException, attempt: int, policy: RetryPolicy, now: Callabl
 
 
 def _gave_up(e: Exception, doing: str, why: str) -> Exception:
-    """What a caller sees when retries end: an ApiException as is (callers turn it into an
+    """What a caller sees when retries end: an ApiError as is (callers turn it into an
     InfrastructureError with its Status message), anything else as an InfrastructureError."""
-    if isinstance(e, ApiException):
+    if isinstance(e, ApiError):
         return e
     return InfrastructureError(
         f"cannot reach the Kubernetes API to {doing} {why}: {type(e).__name__}",
@@ -159,7 +150,7 @@ WORKLOAD_KINDS: tuple[tuple[str, str], ...] = (
 )
 
 
-def status_message(e: ApiException) -> str:
+def status_message(e: ApiError) -> str:
     """The API's own explanation, never the raw body (it may echo submitted secrets)."""
     try:
         body = json.loads(e.body or "{}")
@@ -170,7 +161,7 @@ def status_message(e: ApiException) -> str:
     return f"HTTP {e.status} {e.reason}"
 
 
-def api_error(e: ApiException, doing: str) -> InfrastructureError:
+def api_error(e: ApiError, doing: str) -> InfrastructureError:
     hint = None
     if e.status in (401, 403):
         hint = "check the kubeconfig's credentials and the RBAC described in README (\"Permissions\")"
@@ -232,94 +223,71 @@ class ForwardStream(Protocol):
     def error(self, port_number: int) -> str | None: ...
 
 
-def _discovery_cache() -> str:
-    """A discovery cache for this process alone, removed at exit. The client's default is one file per
-    server shared by every process, which goes on listing a kind after its CRD was deleted: a missing
-    CRD would then pass the checks made before anything is changed and fail half-way as a 404."""
-    path = os.path.join(tempfile.gettempdir(), f"envci-discovery-{os.getpid()}-{secrets.token_hex(4)}.json")
-    atexit.register(_remove_quietly, path)
-    return path
-
-
-def _remove_quietly(path: str) -> None:
-    with contextlib.suppress(OSError):
-        os.unlink(path)
+class _NotFound(Exception):
+    """A 404 answer, inside the adapter: each method decides what a missing object means."""
 
 
 class Kube:
     """A connected client; construct with `connect()`.
 
-    The Kubernetes client objects stay private: every call goes through a method here, so every
-    call gets the retries and the error mapping (tests/unit/test_import_boundary.py keeps it so).
+    The transport stays private: every call goes through a method here, so every call gets the
+    retries and the error mapping (tests/unit/test_import_boundary.py keeps it so).
     tests/fakekube.py is an in-memory stand-in with the same methods, for stage tests."""
 
-    def __init__(self, api: client.ApiClient, retry: RetryPolicy = RetryPolicy(), *, kubeconfig: str | None = None) -> None:
-        self._api = api
+    def __init__(self, transport: Transport, retry: RetryPolicy = RetryPolicy(), *, kubeconfig: str | None = None,
+                 discovery: Discovery | None = None) -> None:
+        self._http = transport
         self.retry = retry
         self.kubeconfig = kubeconfig
         """The kubeconfig file this client was made from (None: ~/.kube/config or in-cluster), so
         tools that run beside it (helm, a test suite's kubectl) reach the same cluster."""
-        self._dyn: DynamicClient | None = None
-
-    def _dynamic(self) -> DynamicClient:
-        if self._dyn is None:
-            try:
-                self._dyn = with_retries(lambda: DynamicClient(self._api, cache_file=_discovery_cache()), "discover the API", self.retry)
-            except ApiException as e:
-                raise api_error(e, "discover the API") from None
-            except LOCAL_FILE_ERRORS as e:
-                # The client keeps its discovery cache in the temporary directory.
-                raise InfrastructureError(
-                    f"cannot keep the Kubernetes API discovery cache: {e}",
-                    hint="give envci a writable temporary directory (TMPDIR); in a pod with a read-only root "
-                    "filesystem, mount an emptyDir at /tmp",
-                ) from None
-        return self._dyn
+        self._kinds = discovery or Discovery(self._discovery_document)
 
     def with_retry(self, retry: RetryPolicy) -> Kube:
         """The same connection under another retry policy: work done after a failure (diagnostics)
         must not spend minutes retrying a cluster that may be what failed."""
-        other = Kube(self._api, retry, kubeconfig=self.kubeconfig)
-        other._dyn = self._dyn
-        return other
+        return Kube(self._http, retry, kubeconfig=self.kubeconfig, discovery=self._kinds)
 
     # --- generic -------------------------------------------------------------------------------
 
     def _call(self, fn: Callable[[], T], doing: str) -> T:
         return with_retries(fn, doing, self.retry)
 
-    def _plain(self, obj: Any) -> dict[str, Any]:
-        """A generated model as the API's JSON (camelCase dict), the shape every caller takes."""
-        out: dict[str, Any] = self._api.sanitize_for_serialization(obj)
-        return out
-
     def _rest(self, method: str, path: str, *, query: dict[str, Any] | None = None, body: Any = None,
-              timeout: Any = None, stream: bool = False) -> Any:
-        """One request by path, answered as the API's JSON (or, with `stream`, the open response).
+              timeout: TimeoutSpec = None, stream: bool = False, content_type: str = "application/json") -> Any:
+        """One request by path, answered as the API's JSON (or, with `stream`, the open response)."""
+        return self._http.request(method, path, query=query, body=body, timeout=timeout, stream=stream, content_type=content_type)
 
-        The generated per-group API classes would do the same, but building them validates hundreds
-        of models at import: about half a second of every command's start-up for a dozen paths."""
-        params = [(k, str(v).lower() if isinstance(v, bool) else v) for k, v in (query or {}).items() if v is not None]
-        headers = {"Accept": "application/json", **({"Content-Type": "application/json"} if body is not None else {})}
-        _, url, headers, payload, _ = self._api.param_serialize(method, path, query_params=params, header_params=headers,
-                                                                body=body, auth_settings=["BearerToken"])
-        resp = self._api.call_api(method, url, header_params=headers, body=payload, _request_timeout=timeout)
-        if resp.status >= 400:
-            text = resp.read().decode("utf-8", errors="replace")
-            raise ApiException.from_response(http_resp=resp, body=text, data=None)
-        if stream:
-            return resp.response
-        data = resp.read()
-        return json.loads(data) if data else {}
-
-    def _resource(self, api_version: str, kind: str) -> Any:
+    def _discovery_document(self, path: str) -> dict[str, Any] | None:
         try:
-            return self._call(lambda: self._dynamic().resources.get(api_version=api_version, kind=kind), f"look up {kind}")
-        except ResourceNotFoundError:
+            doc: dict[str, Any] = self._call(lambda: self._rest("GET", path), "discover the API")
+        except ApiError as e:
+            if e.status == 404:
+                return None
+            raise api_error(e, "discover the API") from None
+        except NO_ANSWER as e:
+            raise unreachable(e, "discover the API") from None
+        return doc
+
+    def _resource(self, api_version: str, kind: str) -> Resource:
+        found = self._kinds.resolve(api_version, kind)
+        if found is None:
             raise ConfigError(
                 f"the cluster has no API for {kind} ({api_version})",
                 hint="install the CRD first, or check apiVersion and kind",
-            ) from None
+            )
+        return found
+
+    def _object_call(self, fn: Callable[[], T], doing: str) -> T:
+        """A call on objects: API refusals and no answer both become InfrastructureError."""
+        try:
+            return self._call(fn, doing)
+        except ApiError as e:
+            if e.status == 404:
+                raise _NotFound from None
+            raise api_error(e, doing) from None
+        except NO_ANSWER as e:
+            raise unreachable(e, doing) from None
 
     def is_namespaced(self, api_version: str, kind: str) -> bool:
         """Whether objects of a kind live in a namespace, from API discovery; ConfigError when the
@@ -330,36 +298,30 @@ class Kube:
         """Server-side apply: idempotent, and it leaves other managers' fields alone."""
         res = self._resource(obj["apiVersion"], obj["kind"])
         name = obj["metadata"]["name"]
-        kw: dict[str, Any] = {"namespace": namespace} if res.namespaced else {}
-        try:
-            out = self._call(
-                lambda: res.server_side_apply(body=obj, name=name, field_manager=FIELD_MANAGER, force_conflicts=True, **kw),
-                f"apply {obj['kind']} {name}",
-            )
-        except ApiException as e:
-            raise api_error(e, f"apply {obj['kind']} {name}") from None
-        return cast(dict[str, Any], out.to_dict())
+        path = res.path(namespace, name)
+        query = {"fieldManager": FIELD_MANAGER, "force": True}
+        # JSON is YAML: the apply content type takes either.
+        return cast(dict[str, Any], self._object_call(
+            lambda: self._rest("PATCH", path, query=query, body=obj, content_type="application/apply-patch+yaml"),
+            f"apply {obj['kind']} {name}",
+        ))
 
     def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
-        res = self._resource(api_version, kind)
+        path = self._resource(api_version, kind).path(namespace, name)
         try:
-            return cast(dict[str, Any], self._call(lambda: res.get(name=name, namespace=namespace), f"read {kind} {name}").to_dict())
-        except NotFoundError:
+            return cast(dict[str, Any], self._object_call(lambda: self._rest("GET", path), f"read {kind} {name}"))
+        except _NotFound:
             return None
-        except ApiException as e:
-            raise api_error(e, f"read {kind} {name}") from None
 
     def list(
         self, api_version: str, kind: str, namespace: str | None = None, label_selector: str | None = None
     ) -> list[dict[str, Any]]:
-        res = self._resource(api_version, kind)
+        path = self._resource(api_version, kind).path(namespace)
         try:
-            out = self._call(lambda: res.get(namespace=namespace, label_selector=label_selector), f"list {kind}")
-        except NotFoundError:
+            out = self._object_call(lambda: self._rest("GET", path, query={"labelSelector": label_selector}), f"list {kind}")
+        except _NotFound:
             return []
-        except ApiException as e:
-            raise api_error(e, f"list {kind}") from None
-        items: list[dict[str, Any]] = out.to_dict().get("items", [])
+        items: list[dict[str, Any]] = out.get("items") or []
         for item in items:  # list items omit kind/apiVersion; the rules dispatch on kind
             item.setdefault("kind", kind)
             item.setdefault("apiVersion", api_version)
@@ -367,28 +329,18 @@ class Kube:
 
     def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> bool:
         """Delete with Background propagation (Foreground can hang); False if it was already gone."""
-        res = self._resource(api_version, kind)
+        path = self._resource(api_version, kind).path(namespace, name)
         try:
-            self._call(
-                lambda: res.delete(name=name, namespace=namespace, body={"propagationPolicy": "Background"}), f"delete {kind} {name}"
-            )
+            self._object_call(lambda: self._rest("DELETE", path, body={"propagationPolicy": "Background"}), f"delete {kind} {name}")
             return True
-        except NotFoundError:
+        except _NotFound:
             return False
-        except ApiException as e:
-            if e.status == 404:
-                return False
-            raise api_error(e, f"delete {kind} {name}") from None
 
     def patch_merge(self, api_version: str, kind: str, name: str, patch: dict[str, Any], namespace: str | None = None) -> dict[str, Any]:
-        res = self._resource(api_version, kind)
-        try:
-            return cast(dict[str, Any], self._call(
-                lambda: res.patch(name=name, namespace=namespace, body=patch, content_type="application/merge-patch+json"),
-                f"update {kind} {name}",
-            ).to_dict())
-        except ApiException as e:
-            raise api_error(e, f"update {kind} {name}") from None
+        path = self._resource(api_version, kind).path(namespace, name)
+        return cast(dict[str, Any], self._object_call(
+            lambda: self._rest("PATCH", path, body=patch, content_type="application/merge-patch+json"), f"update {kind} {name}"
+        ))
 
     def watch(
         self, kind: str, namespace: str, *, seconds: float, name: str | None = None, resource_version: str | None = None
@@ -406,16 +358,17 @@ class Kube:
         resp = None
         try:
             resp = self._rest("GET", paths[kind], query=query, timeout=seconds + 10, stream=True)
-            for line in iter_resp_lines(resp):
+            for line in lines(resp):
                 if not line.strip():
                     continue
                 event = json.loads(line)
                 if event.get("type") == "ERROR":
                     if (event.get("object") or {}).get("code") == 410:
                         return
-                    raise ApiException(status=(event.get("object") or {}).get("code") or 500, reason=(event.get("object") or {}).get("message"))
+                    status = event.get("object") or {}
+                    raise ApiError(int(status.get("code") or 500), str(status.get("message") or ""), json.dumps(status))
                 yield WatchEvent(str(event["type"]), event["object"])
-        except ApiException as e:
+        except ApiError as e:
             if e.status == 410:
                 return
             raise api_error(e, f"watch {kind} {name}" if name else f"watch {kind.lower()}s in {namespace}") from None
@@ -441,7 +394,7 @@ class Kube:
         doing = f"read Secret {namespace}/{name}"
         try:
             obj = self._call(lambda: self._rest("GET", f"/api/v1/namespaces/{namespace}/secrets/{name}"), doing)
-        except ApiException as e:
+        except ApiError as e:
             if e.status == 404:
                 return None
             raise api_error(e, doing) from None
@@ -459,7 +412,7 @@ class Kube:
         doing = f"read lease in {namespace}"
         try:
             lease: dict[str, Any] = self._call(lambda: self._rest("GET", f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{name}", timeout=timeout), doing)
-        except ApiException as e:
+        except ApiError as e:
             if e.status == 404:
                 return None
             raise api_error(e, doing) from None
@@ -488,7 +441,7 @@ class Kube:
         try:
             self._call(fn, doing)
             return True
-        except ApiException as e:
+        except ApiError as e:
             if e.status == declined:
                 return False
             raise api_error(e, doing) from None
@@ -510,7 +463,7 @@ class Kube:
         not restarted after all; its current log is the next best, so that one is read instead."""
         try:
             text = self._log(namespace, pod, {"container": container, "tailLines": lines, "previous": previous}, timeout=10)
-        except ApiException as e:
+        except ApiError as e:
             if previous and e.status in (400, 404):
                 return self.log_tail(namespace, pod, container, lines)
             return f"(no logs: {status_message(e)})"
@@ -546,7 +499,7 @@ class Kube:
         doing = f"read the log of pod {pod} container {container}"
         try:
             text = self._call(lambda: self._log(namespace, pod, query, timeout=(DEFAULT_REQUEST_TIMEOUT[0], 30)), doing)
-        except ApiException as e:
+        except ApiError as e:
             if e.status in (400, 404):  # waiting to start, no previous instance, pod gone
                 return None
             raise api_error(e, doing) from None
@@ -579,12 +532,12 @@ class Kube:
                                    timeout=(DEFAULT_REQUEST_TIMEOUT[0], idle_seconds), stream=True),
                 doing,
             )
-        except ApiException as e:
+        except ApiError as e:
             if e.status in (400, 404):
                 return
             raise api_error(e, doing) from None
         try:
-            for line in iter_resp_lines(resp):
+            for line in lines(resp):
                 if line.startswith("unable to retrieve container logs"):
                     return
                 yield line
@@ -605,7 +558,7 @@ class Kube:
         """The resource version of the namespace's pods now: a watch from it sees every later change."""
         try:
             listed = self._call(lambda: self._rest("GET", f"/api/v1/namespaces/{namespace}/pods", query={"limit": 1}), f"list pods in {namespace}")
-        except ApiException as e:
+        except ApiError as e:
             raise api_error(e, f"list pods in {namespace}") from None
         version = (listed.get("metadata") or {}).get("resourceVersion")
         return str(version) if version else None
@@ -626,9 +579,9 @@ class Kube:
 
     # --- exec and port-forward -----------------------------------------------------------------
 
-    def _stream_core(self) -> client.CoreV1Api:
+    def _stream_core(self) -> Any:
         """A CoreV1Api on a private ApiClient, safe to hand to the streaming helpers (STREAM_LOCK)."""
-        return client.CoreV1Api(client.ApiClient(self._api.configuration))
+        return stream_api(self._http.endpoint)
 
     def exec(self, namespace: str, pod: str, command: Sequence[str], *, container: str | None, timeout: float) -> ExecResult:
         """Run a command in a pod's container (`kubectl exec`) for at most `timeout` seconds.
@@ -650,9 +603,10 @@ class Kube:
             else:
                 resp.close()
             output = resp.read_all()
-        except ApiException as e:
-            raise api_error(e, doing) from None
         except Exception as e:  # noqa: BLE001 - websocket failures have many types
+            refused = stream_refusal(e)
+            if refused is not None:
+                raise api_error(refused, doing) from None
             raise InfrastructureError(f"{doing} failed: {truncate(redact(str(e)), 300)}") from None
         text = output if isinstance(output, str) else output.decode(errors="replace")
         return ExecResult(finished, status if isinstance(status, dict) else None, text)
@@ -665,9 +619,10 @@ class Kube:
             with STREAM_LOCK:
                 forward: ForwardStream = _portforward(core.connect_get_namespaced_pod_portforward, pod, namespace, ports=str(port))
                 return forward
-        except ApiException as e:
-            raise api_error(e, f"port-forward to pod {namespace}/{pod}:{port}") from None
         except Exception as e:  # noqa: BLE001 - websocket errors have many types; all mean "cannot reach"
+            refused = stream_refusal(e)
+            if refused is not None:
+                raise api_error(refused, f"port-forward to pod {namespace}/{pod}:{port}") from None
             raise InfrastructureError(
                 f"cannot port-forward to pod {namespace}/{pod}:{port}: {redact(str(e))[:300]}",
                 hint="check that the pod is running and that your credentials allow pods/portforward",
@@ -676,73 +631,52 @@ class Kube:
 
 def kubeconfig_namespace(kubeconfig: str | None = None) -> str:
     """The namespace of the kubeconfig's current context, as kubectl would use it ("default")."""
-    try:
-        _, active = config.list_kube_config_contexts(config_file=kubeconfig or os.environ.get("KUBECONFIG"))
-        return str((active.get("context") or {}).get("namespace") or "default")
-    except (config.ConfigException, OSError, TypeError):
-        return "default"
+    return kubeconfig_mod.current_namespace(kubeconfig or os.environ.get("KUBECONFIG"))
 
 
 def connect(kubeconfig: str | None = None, context: str | None = None) -> Kube:
     """Connect with the given kubeconfig, $KUBECONFIG, ~/.kube/config, or in-cluster credentials."""
     path = kubeconfig or os.environ.get("KUBECONFIG")
-    cfg = client.Configuration()
-    try:
-        if path or os.path.exists(os.path.expanduser("~/.kube/config")) or context:
-            config.load_kube_config(config_file=path, context=context, client_configuration=cfg)
-        else:
-            config.load_incluster_config(client_configuration=cfg)
-    except (config.ConfigException, OSError, TypeError) as e:
-        raise InfrastructureError(
-            f"no usable Kubernetes credentials: {e}",
-            hint="set KUBECONFIG (or --kubeconfig), or run `envci cluster up` for the local cluster",
-        ) from None
-    cfg.retries = 3  # urllib3 retries connection errors; API-level retries are the caller's
-    api = client.ApiClient(cfg)
+    endpoint = kubeconfig_mod.load(path, context)  # a KubeconfigError names the file, the field and the fix
     read = float(os.environ.get("ENVCI_API_TIMEOUT") or DEFAULT_REQUEST_TIMEOUT[1])
-    with_default_timeout(api, (DEFAULT_REQUEST_TIMEOUT[0], read))
-    return Kube(api, kubeconfig=path or None)
+    return Kube(Transport(endpoint, timeout=(DEFAULT_REQUEST_TIMEOUT[0], read)), kubeconfig=path or None)
 
 
-DEFAULT_REQUEST_TIMEOUT = (5.0, 60.0)
-"""(connect, read) seconds for every API call that sets none (`ENVCI_API_TIMEOUT` sets the read
-part). Without it a connection that goes silent (a dropped route, a half-open socket) blocks a
-stage forever instead of being retried."""
+def _stream(*args: Any, **kwargs: Any) -> Any:
+    from kubernetes.stream import stream
+
+    return stream(*args, **kwargs)
 
 
-def debug_http() -> bool:
-    """`ENVCI_DEBUG=http` (a comma-separated list) prints every API request envci sends."""
-    return "http" in (os.environ.get("ENVCI_DEBUG") or "").replace(" ", "").split(",")
+def _portforward(*args: Any, **kwargs: Any) -> Any:
+    from kubernetes.stream import portforward
+
+    return portforward(*args, **kwargs)
 
 
-def trace_request(method: str, url: str, status: Any, seconds: float) -> None:
-    """One line on stderr per request: method, path (never a body or a header), status, duration."""
-    path = urllib3.util.parse_url(url).request_uri
-    print(f"envci: http {method} {path} -> {status} in {seconds * 1000:.0f} ms", file=sys.stderr, flush=True)
+def stream_refusal(e: BaseException) -> ApiError | None:
+    """The Kubernetes client's own ApiException (from exec and port-forward) as an ApiError."""
+    status = getattr(e, "status", None)
+    if type(e).__name__ != "ApiException" or not isinstance(status, int):
+        return None
+    return ApiError(status, str(getattr(e, "reason", "") or ""), str(getattr(e, "body", "") or ""))
 
 
-def with_default_timeout(api: client.ApiClient, timeout: tuple[float, float]) -> None:
-    """The generated client sends `timeout=None` (wait forever) unless each call passes one."""
-    rest = api.rest_client
-    request: Callable[..., Any] = rest.request
+def stream_api(endpoint: Any) -> Any:
+    """A CoreV1Api of the Kubernetes client for one exec or port-forward (websockets, which this
+    adapter's transport does not speak): imported only here, by the few commands that need it."""
+    from kubernetes import client
 
-    trace = debug_http()
-
-    def timed_request(*args: Any, **kwargs: Any) -> Any:
-        if not kwargs.get("_request_timeout"):
-            kwargs["_request_timeout"] = timeout
-        if not trace:
-            return request(*args, **kwargs)
-        start = time.monotonic()
-        status: Any = "no answer"
-        try:
-            resp = request(*args, **kwargs)
-            status = resp.status
-            return resp
-        except ApiException as e:
-            status = e.status
-            raise
-        finally:
-            trace_request(str(args[0]), str(args[1]), status, time.monotonic() - start)
-
-    rest.request = timed_request  # type: ignore[method-assign]  # wraps the method on this one instance
+    cfg = client.Configuration()
+    cfg.host = endpoint.server
+    cfg.ssl_ca_cert = endpoint.ca_file
+    cfg.cert_file = endpoint.cert_file
+    cfg.key_file = endpoint.key_file
+    cfg.verify_ssl = not endpoint.insecure
+    cfg.proxy = endpoint.proxy_url
+    if endpoint.tls_server_name:
+        cfg.tls_server_name = endpoint.tls_server_name
+    authorization = endpoint.auth.headers().get("Authorization")
+    if authorization:
+        cfg.api_key = {"authorization": authorization}
+    return client.CoreV1Api(client.ApiClient(cfg))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -54,6 +56,12 @@ def test_an_internal_error_is_redacted_too(monkeypatch: pytest.MonkeyPatch, caps
     assert cli.main(["status", "--env", "x", "--config", "/nonexistent.yaml"]) == 4
     err = capsys.readouterr().err
     assert SECRET not in err and "internal error: boom ***" in err
+    assert "Traceback" not in err  # one line for the user; the story goes to a file for the report
+    details = Path(re.search(r"with the details in (\S+)\)", err).group(1))  # type: ignore[union-attr]
+    kept = details.read_text()
+    assert "Traceback" in kept and "RuntimeError" in kept and SECRET not in kept
+    assert details.stat().st_mode & 0o077 == 0
+    details.unlink()
 
 
 class UnwritableKube:

@@ -9,10 +9,12 @@ the stage tests on tests/fakekube.py would no longer cover it.
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from kubernetes import client
+from kubestub import transport  # tests/ is on sys.path
 
 from envci.kube.client import Kube
 
@@ -85,7 +87,7 @@ def test_no_module_reaches_into_a_kube_for_a_raw_client() -> None:
 
 
 def test_the_adapter_exposes_no_raw_client_object() -> None:
-    kube = Kube(client.ApiClient())
+    kube = Kube(transport())
     leaked = {
         name: type(value).__module__ for name in dir(kube) if not name.startswith("_")
         for value in [getattr(kube, name)] if type(value).__module__.split(".")[0] == "kubernetes"
@@ -115,3 +117,24 @@ w = kube._dynamic()
     assert sorted(line for line, _ in raw_client_uses(tree)) == [6, 7, 8]
     fine = "from envci.kube.client import Kube\nkube.get('v1', 'Pod', 'p', 'ns')\nself.kubeconfig\nhelm.api\n"
     assert not list(kubernetes_imports(ast.parse(fine))) and not list(raw_client_uses(ast.parse(fine)))
+
+
+def test_only_the_adapter_uses_the_transport() -> None:
+    """The transport carries no retries and no error mapping: the adapter adds both."""
+    found = [
+        f"{rel}:{node.lineno}" for rel, tree in modules() if rel not in ("envci/kube/client.py", "envci/kube/transport.py")
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module == "envci.kube.transport"
+        or isinstance(node, ast.Import) and any(a.name == "envci.kube.transport" for a in node.names)
+    ]
+    assert not found, "modules use the HTTP transport directly; add a method to Kube instead:\n" + "\n".join(found)
+
+
+def test_the_stages_start_without_the_kubernetes_package() -> None:
+    """Importing the Kubernetes client costs more CPU than the rest of a command's start-up; only exec
+    and port-forward need it (websockets), and they import it when called."""
+    stages = ["provision", "wait_ready", "teardown", "seed", "test", "status", "reap"]
+    code = "import sys\n" + "".join(f"import envci.stages.{s}\n" for s in stages) + "import envci.cli, envci.commands\n" \
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'kubernetes'))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == "[]"

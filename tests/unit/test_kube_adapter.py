@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 import urllib3
-from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
 from envci.errors import InfrastructureError
 from envci.kube import client as kc
 from envci.kube.client import NO_RETRIES, Kube, RetryPolicy, WatchEvent
+from envci.kube.transport import ApiError
+from kubestub import transport  # tests/ is on sys.path
 
 FORBIDDEN = '{"kind": "Status", "message": "leases.coordination.k8s.io is forbidden: User \\"ci\\" cannot create"}'
 
@@ -26,13 +26,11 @@ ONE_QUICK_RETRY = RetryPolicy(backoffs=(0,))
 
 
 def kube(retry: RetryPolicy = ONE_QUICK_RETRY) -> Kube:
-    return Kube(client.ApiClient(), retry)  # no request is sent: the API objects are stubbed
+    return Kube(transport(), retry)  # no request is sent: the adapter's request method is stubbed
 
 
-def refusal(status: int, body: str = "") -> ApiException:
-    e = ApiException(status=status, reason="x")
-    e.body = body
-    return e
+def refusal(status: int, body: str = "") -> ApiError:
+    return ApiError(status, "x", body)
 
 
 class Answers:

@@ -4,7 +4,7 @@ import logging
 
 import pytest
 import urllib3
-from kubernetes.client.exceptions import ApiException
+from envci.kube.transport import ApiError
 
 from envci.errors import InfrastructureError
 from envci.kube.client import RetryPolicy, with_retries
@@ -23,17 +23,17 @@ class Flaky:
 
 
 def test_5xx_and_connection_errors_are_retried(caplog: pytest.LogCaptureFixture) -> None:
-    fn = Flaky([ApiException(status=503), urllib3.exceptions.ProtocolError("reset"), ApiException(status=429)])
+    fn = Flaky([ApiError(503), urllib3.exceptions.ProtocolError("reset"), ApiError(429)])
     sleeps: list[float] = []
     with caplog.at_level(logging.WARNING, logger="envci.kube"):
         assert with_retries(fn, "list pods", RetryPolicy(backoffs=(1, 2, 3, 4)), sleeps.append) == "ok"
     assert fn.calls == 4 and sleeps == [1, 2, 3]
-    assert "attempt #1/5 to list pods failed (ApiException); retrying in 1.0s" in caplog.text
+    assert "attempt #1/5 to list pods failed (ApiError); retrying in 1.0s" in caplog.text
 
 
 def test_4xx_is_not_retried() -> None:
-    fn = Flaky([ApiException(status=403)])
-    with pytest.raises(ApiException):
+    fn = Flaky([ApiError(403)])
+    with pytest.raises(ApiError):
         with_retries(fn, "list pods", RetryPolicy(backoffs=(1,)), lambda s: None)
     assert fn.calls == 1
 

@@ -8,7 +8,7 @@ from email.utils import format_datetime
 
 import pytest
 import urllib3
-from kubernetes.client.exceptions import ApiException
+from envci.kube.transport import ApiError
 
 from envci.errors import InfrastructureError
 from envci.kube.client import RetryPolicy, retry_after, retry_wait, with_retries
@@ -16,8 +16,8 @@ from envci.kube.client import RetryPolicy, retry_after, retry_wait, with_retries
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc).timestamp()
 
 
-def answer(status: int, retry: str | None = None) -> ApiException:
-    e = ApiException(status=status, reason="Too Many Requests")
+def answer(status: int, retry: str | None = None) -> ApiError:
+    e = ApiError(status, "Too Many Requests")
     e.headers = {"Retry-After": retry} if retry is not None else {}
     return e
 
@@ -27,7 +27,7 @@ def test_retry_after_in_seconds_or_as_an_http_date() -> None:
     assert retry_after(answer(503, "1.5")) == 1.5
     in_ten = format_datetime(datetime.fromtimestamp(NOW + 10, timezone.utc), usegmt=True)
     assert retry_after(answer(429, in_ten), now=lambda: NOW) == 10.0
-    e = ApiException(status=429)
+    e = ApiError(429)
     e.headers = {"retry-after": "3"}  # header names are case-insensitive
     assert retry_after(e) == 3.0
 
@@ -79,5 +79,5 @@ def test_an_api_answer_cut_short_by_the_deadline_stays_an_api_answer() -> None:
     def fn() -> str:
         raise answer(429, "30")
 
-    with pytest.raises(ApiException):  # callers turn it into an error with the API's own message
+    with pytest.raises(ApiError):  # callers turn it into an error with the API's own message
         with_retries(fn, "list pods", RetryPolicy(backoffs=(1,), deadline=10.0), lambda s: None, clock=lambda: 0.0)
