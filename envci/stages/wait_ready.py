@@ -40,9 +40,10 @@ class Item:
 
 Obj = dict[str, Any]
 _ORDINAL = re.compile(r"-(\d+)$")
-# After a pod changes: how often, and how soon, to look again for its workload's status to follow.
-RECHECKS = 5
-RECHECK_SECONDS = 0.2
+# After a pod changes: when to look again for its workload's status to follow. The controller
+# usually writes it within a few tens of milliseconds, so the first looks come soon; a dependent
+# component waits on each of them. About a second in all, as a busy controller may take that long.
+RECHECK_DELAYS = (0.05, 0.1, 0.2, 0.3, 0.35)
 
 
 def _controller_ref(obj: Obj) -> Obj | None:
@@ -364,15 +365,15 @@ def wait_for(
         if rechecks:
             # A pod just changed and its workload's status follows it within moments, with no pod
             # event to wake on: look again shortly instead of waiting out a whole watch.
+            sleep(RECHECK_DELAYS[len(RECHECK_DELAYS) - rechecks])
             rechecks -= 1
-            sleep(RECHECK_SECONDS)
             continue
         remaining = min(deadlines.values(), default=now) - now
         seconds = max(1, min(2, int(remaining.total_seconds()) + 1))  # status may lag: two seconds at most
         before = clock()
         kube.wait_for_pod_change(ns, seconds, since=since)
         if (clock() - before).total_seconds() < seconds - 0.05:
-            rechecks = RECHECKS
+            rechecks = len(RECHECK_DELAYS)
 
 
 def _record(kube: Kube, state: st.EnvState | None, stage: str, result: str, message: str) -> None:
