@@ -113,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("json", "markdown"), default="json", help="JSON Schema, or the Markdown reference")
     p = add("provision", "create or update the build's environment and install its components")
     p.add_argument("--no-wait-dependencies", action="store_true", help="do not wait for dependencies to be ready before installing dependents")
+    p.add_argument("--wait", action="store_true",
+                   help="then wait until every workload is ready, as `envci wait-ready` does (one command, one start-up; exit 3 when not ready)")
+    _duration_flag(p, "--timeout", default=None, help="with --wait: overall deadline of the wait, e.g. 5m (default: each component's wait.timeout)")
     _diagnostics_flag(p)
     p = add("wait-ready", "wait until every workload of the environment is ready")
     _duration_flag(p, "--timeout", default=None, help="overall deadline, e.g. 5m (default: each component's wait.timeout)")

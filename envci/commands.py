@@ -58,12 +58,17 @@ def provision(inv: Invocation) -> Result:
     def wait_for(names: list[str]) -> None:
         wait_ready(cfg, kube, inv.rep, components=names)
 
+    if inv.args.timeout is not None and not inv.args.wait:
+        raise ConfigError("--timeout of provision is the deadline of --wait", hint="add --wait, or run `envci wait-ready --timeout ...` next")
     with inv.diagnosed(cfg):
         res = provision(cfg, kube, inv.rep, wait_for_dependency=None if inv.args.no_wait_dependencies else wait_for)
+        if inv.args.wait:
+            res["ready"] = wait_ready(cfg, kube, inv.rep, timeout=inv.args.timeout)
     urls = "".join(f"\n  {k}: {v}" for k, v in res["urls"].items())
     made_room = "".join(f"\n  tore down expired environment {r['name']} to make room under the budget of {r['scope']} {r['key']}"
                         for r in res.get("reaped", []))
-    return Result(res, f"environment {res['name']} provisioned in namespace {res['namespace']}" + (f"\nurls:{urls}" if urls else "") + made_room)
+    ready = f"\nready ({res['ready']['seconds']}s)" if "ready" in res else ""
+    return Result(res, f"environment {res['name']} provisioned in namespace {res['namespace']}" + (f"\nurls:{urls}" if urls else "") + made_room + ready)
 
 
 def wait_ready(inv: Invocation) -> Result:

@@ -162,6 +162,29 @@ def test_unready_component_fails_wait_ready_with_reason(kubeconfig: str, app_dir
         envci("teardown", "--env", env, cwd=app_dir)
 
 
+def test_provision_with_wait_is_provision_then_wait_ready_in_one_command(kubeconfig: str, app_dir: Path) -> None:
+    def worker_never_ready(d: dict[str, Any]) -> None:
+        d["values"]["worker_labels"] = {"envci.io/simulate": "never-ready"}
+
+    env = f"pwait-{run_id()}"
+    try:
+        bad = envci("provision", "--timeout", "5s", "--env", env, cwd=app_dir)
+        assert bad.returncode == ExitCode.BAD_INPUT and "--wait" in bad.stderr  # a deadline of no wait is a mistake
+        assert connect(kubeconfig).namespace(f"envci-{env}") is None
+        p = envci("provision", "--wait", "--env", env, "-o", "json", cwd=app_dir)
+        assert p.returncode == 0, p.stderr
+        res = json.loads(p.stdout)
+        assert res["namespace"] == f"envci-{env}" and res["ready"]["ready"] is True
+        assert {"StatefulSet/db", "Deployment/web", "Deployment/worker"} <= {x["workload"] for x in res["ready"]["workloads"]}
+        assert p.stderr.index("installing worker") < p.stderr.rindex("ready after")
+        edit_spec(app_dir, worker_never_ready)
+        w = envci("provision", "--wait", "--timeout", "6s", "--env", env, "-o", "json", cwd=app_dir)
+        assert w.returncode == ExitCode.NOT_READY, w.stderr
+        assert json.loads(w.stdout)["failures"][0]["component"] == "worker"
+    finally:
+        envci("teardown", "--env", env, cwd=app_dir)
+
+
 def test_fail_fast_does_not_wait_for_the_deadline(kubeconfig: str, app_dir: Path) -> None:
     edit_spec(app_dir, lambda d: d["values"].update(worker_labels={"envci.io/simulate": "crashloop"}))
     cfg = load_config(app_dir / "envci.yaml", CiContext(system="local"), env_override=f"ff-{run_id()}")
