@@ -327,13 +327,13 @@ def markdown(results: Mapping[str, Mapping[str, Any]]) -> str:
     scale = {k: v for k, v in results.items() if "p95_ready_s" in v}
     if scale:
         lines += [
-            "| case | environments | all ready | p50 ready | p95 ready | CPU | teardown of all "
+            "| case | commands | environments | all ready | p50 ready | p95 ready | CPU | teardown of all "
             "| envci API requests per env | all clients' API requests per env | peak RSS, all envci at once (+ helm) | peak RSS, one envci |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
         for name, r in scale.items():
             lines.append(
-                f"| {name} | {r['environments']} | {_fmt(r['all_ready_s'])} | {_fmt(r['p50_ready_s'])} | {_fmt(r['p95_ready_s'])} "
+                f"| {name} | `{r.get('commands', '')}` | {r['environments']} | {_fmt(r['all_ready_s'])} | {_fmt(r['p50_ready_s'])} | {_fmt(r['p95_ready_s'])} "
                 f"| {_fmt(r['cpu_s'])} | {_fmt(r['teardown_s'])} "
                 f"| {_num(r.get('envci_requests_per_env'), digits=1)} | {_num(r.get('cluster_requests_per_env'), digits=1)} "
                 f"| {_num(r.get('peak_rss_total_mb'), ' MB')} ({_num(r.get('peak_rss_total_with_helm_mb'), ' MB')}) | {_num(r.get('peak_rss_process_mb'), ' MB')} |"

@@ -257,18 +257,22 @@ def stack_case(r: Runner, name: str, runs: int, nodes: str) -> dict[str, Any]:
 # --- scale, janitor, start-up -----------------------------------------------------------------
 
 
-def scale_case(r: Runner, n: int) -> dict[str, Any]:
+def scale_case(r: Runner, n: int, commands: str = "one") -> dict[str, Any]:
     """n demo environments, provisioned and waited for all at once; per-environment time until ready,
-    API requests (envci's own, and the API server's count of all clients') and envci's memory."""
+    API requests (envci's own, and the API server's count of all clients') and envci's memory.
+    `commands`: "one" runs `envci provision --wait` per environment, "two" `envci provision` then
+    `envci wait-ready` (a second start-up of envci for each)."""
     names = [f"benchs{secrets.token_hex(2)}{i}" for i in range(n)]
     config = str(STACKS["demo"])
     requests = [0] * n
 
     def one(i: int) -> float:
         flags = ["-c", config, "--env", names[i]]
-        prov = r.run([*r.envci, "provision", *flags])
-        wait = r.run([*r.envci, "wait-ready", *flags, "--timeout", "10m"])
-        requests[i] = core.count_requests(prov.stderr) + core.count_requests(wait.stderr)
+        if commands == "one":
+            done = [r.run([*r.envci, "provision", "--wait", "--timeout", "10m", *flags])]
+        else:
+            done = [r.run([*r.envci, "provision", *flags]), r.run([*r.envci, "wait-ready", *flags, "--timeout", "10m"])]
+        requests[i] = sum(core.count_requests(d.stderr) for d in done)
         return time.perf_counter() - start
 
     served0 = r.api_requests()
@@ -291,6 +295,7 @@ def scale_case(r: Runner, n: int) -> dict[str, Any]:
     return {
         "nodes": "simulated",
         "environments": n,
+        "commands": "envci provision --wait" if commands == "one" else "envci provision; envci wait-ready",
         "all_ready_s": all_ready,
         "p50_ready_s": core.percentile(ready, 50),
         "p95_ready_s": core.percentile(ready, 95),
@@ -383,6 +388,8 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--runs", type=int, default=None, help="runs per stack and side (default 5; --quick 2)")
     ap.add_argument("--nodes", choices=["simulated", "real"], default="simulated", help="the nodes the stacks run on (scale and janitor always simulated)")
     ap.add_argument("--scale", type=int, nargs="*", default=None, help="environment counts (default 10 50 100; --quick 10)")
+    ap.add_argument("--scale-commands", choices=["one", "two"], default="one",
+                    help="scale: `envci provision --wait` (one), or `envci provision` then `envci wait-ready` (two)")
     ap.add_argument("--reap", type=int, default=None, help="expired environments for the janitor (default 200; --quick 20)")
     ap.add_argument("--cases", nargs="*", default=["stacks", "scale", "janitor", "startup"], choices=["stacks", "scale", "janitor", "startup"])
     ap.add_argument("--json", type=Path, default=None, help="also write the results as JSON here")
@@ -417,7 +424,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "scale" in a.cases:
         for n in a.scale:
             log(f"scale: {n} environments at once")
-            results[f"scale-{n}"] = scale_case(sim, n)
+            results[f"scale-{n}"] = scale_case(sim, n, a.scale_commands)
     if "janitor" in a.cases:
         log(f"janitor: reap of {a.reap} expired environments")
         results["janitor"] = janitor_case(sim, a.reap)

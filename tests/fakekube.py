@@ -385,6 +385,9 @@ class FakeKube:
     def pods_version(self, namespace: str) -> str | None:
         return str(self.elapsed)
 
+    def pods_with_version(self, namespace: str) -> tuple[list[dict[str, Any]], str | None]:
+        return self.pods(namespace), self.pods_version(namespace)
+
     def wait_for_pod_change(self, namespace: str, seconds: int, *, since: str | None = None) -> None:
         with self._lock:
             self._pass_time(seconds)

@@ -554,6 +554,21 @@ class Kube:
         finally:
             resp.release_conn()
 
+    def pods_with_version(self, namespace: str) -> tuple[builtins.list[dict[str, Any]], str | None]:
+        """The namespace's pods and the resource version they were read at: a watch from it sees every
+        later change (one request where `pods_version` and `pods` take two)."""
+        doing = f"list pods in {namespace}"
+        try:
+            listed = self._object_call(lambda: self._rest("GET", f"/api/v1/namespaces/{namespace}/pods"), doing)
+        except _NotFound:
+            return [], None
+        items: builtins.list[dict[str, Any]] = listed.get("items") or []
+        for item in items:
+            item.setdefault("kind", "Pod")
+            item.setdefault("apiVersion", "v1")
+        version = (listed.get("metadata") or {}).get("resourceVersion")
+        return items, str(version) if version else None
+
     def pods_version(self, namespace: str) -> str | None:
         """The resource version of the namespace's pods now: a watch from it sees every later change."""
         try:

@@ -186,10 +186,61 @@ def decide(
     return Decision(failed, related, missing, ready, counted)
 
 
-def list_workloads(kube: Kube, namespace: str) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
+_CONTROLLED = frozenset({"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"})
+
+
+def _pod_done(pod: Obj) -> bool:
+    phase = (pod.get("status") or {}).get("phase")
+    ready = [c for c in (pod.get("status") or {}).get("conditions") or [] if c.get("type") == "Ready"]
+    return phase in ("Succeeded", "Failed") or bool(ready and ready[0].get("status") == "True")
+
+
+def lagging_kinds(items: list[Item], pods: list[Obj]) -> set[str]:
+    """Pure: the kinds of the workloads that are not ready although their pods all look done (Ready,
+    or finished): their controller has yet to count them, and no pod event will say when it has."""
+    out = set()
+    for i in items:
+        if i.verdict.state == "ready" or i.obj.get("kind") not in _CONTROLLED:
+            continue
+        mine = readiness.pods_of(i.obj, pods)
+        if mine and all(_pod_done(p) for p in mine):
+            out.add(str(i.obj["kind"]))
+    return out
+
+
+def status_lags(items: list[Item], pods: list[Obj]) -> bool:
+    return bool(lagging_kinds(items, pods))
+
+
+FULL_READ_SECONDS = 2.0
+"""How often a wait reads every kind it judges; in between it reads the kinds the namespace has.
+Controllers create objects of a new kind during a wait (a StatefulSet's claims, a CronJob's Jobs),
+and none of those makes a component ready sooner, so seeing them a moment late only delays."""
+
+
+def kinds_to_read(listed: dict[str, list[Obj]], *, lagging: set[str] | None, full: bool) -> set[str] | None:
+    """Pure: the kinds a round of the wait reads again (None: every kind): all of them when a full
+    read is due; on a second look after a pod change, the kinds whose status was behind their pods;
+    otherwise the kinds present."""
+    if full:
+        return None
+    if lagging is not None:
+        return lagging
+    return {kind for kind, objs in listed.items() if objs}
+
+
+def list_workloads(kube: Kube, namespace: str) -> list[Obj]:
+    return [o for objs in workloads_by_kind(kube, namespace).values() for o in objs]
+
+
+def workloads_by_kind(kube: Kube, namespace: str, *, only: set[str] | None = None,
+                      known: dict[str, list[Obj]] | None = None) -> dict[str, list[Obj]]:
+    """Kind -> the namespace's objects of that kind: every kind wait-ready judges, or with `only`
+    those kinds read again and the rest as `known` had them."""
+    out = dict(known or {})
     for api_version, kind in WORKLOAD_KINDS:
-        out.extend(kube.list(api_version, kind, namespace))
+        if only is None or kind in only:
+            out[kind] = kube.list(api_version, kind, namespace)
     return out
 
 
@@ -318,12 +369,20 @@ def wait_for(
     deadlines = {c: start + t for c, t in timeouts.items()}
     last_seen: dict[str, str] = {}
     rep.progress(f"waiting for {', '.join(sorted(wanted_names)) or 'the namespace'} in {ns}")
-    rechecks = 0
+    rechecks, may_lag = 0, True
+    listed: dict[str, list[Obj]] = {}
+    lagging: set[str] = set()
+    last_full: datetime | None = None
     while True:
-        since = kube.pods_version(ns) if not rechecks else None  # before looking: what changes meanwhile wakes the wait
+        # The pods first, with the version they were read at: what changes while the rest is read wakes the wait.
+        pods, version = kube.pods_with_version(ns)
+        since = version
         now = clock()
-        pods = kube.pods(ns)
-        items = judge(list_workloads(kube, ns), pods, release_map, now=now, rules=rules)
+        only = kinds_to_read(listed, lagging=lagging if rechecks else None,
+                             full=last_full is None or (now - last_full).total_seconds() >= FULL_READ_SECONDS)
+        last_full = now if only is None else last_full
+        listed = workloads_by_kind(kube, ns, only=only, known=listed)
+        items = judge([o for objs in listed.values() for o in objs], pods, release_map, now=now, rules=rules)
         decision = decide(items, wanted=wanted_names, deadlines=deadlines, start=start, now=now, include_other=include_other)
         for i in decision.items:
             key = f"{i.component}/{i.ref}"
@@ -350,6 +409,9 @@ def wait_for(
                 f"environment {name}: no workloads found for {', '.join(decision.missing)}",
                 hint="check that the component created Deployments/StatefulSets/Jobs in the namespace",
             )
+        if decision.ready and only is not None:
+            last_full = None  # ready is only ever decided on a full read: look at every kind once more
+            continue
         if decision.ready:
             elapsed = (clock() - start).total_seconds()
             rep.progress(f"ready after {elapsed:.1f}s")
@@ -362,9 +424,13 @@ def wait_for(
                 "workloads": [{"component": i.component, "workload": i.ref, "state": i.verdict.state} for i in decision.items],
                 "urls": state.urls if state else {},
             }
+        if may_lag and status_lags(items, pods):
+            # Pods say done and their workload's status will follow within moments, with no pod
+            # event to wake on: look again shortly instead of waiting out a whole watch. Once per
+            # pod change: a workload that stays behind (settling) is looked at after the watch.
+            rechecks, may_lag = len(RECHECK_DELAYS), False
+            lagging = lagging_kinds(items, pods)
         if rechecks:
-            # A pod just changed and its workload's status follows it within moments, with no pod
-            # event to wake on: look again shortly instead of waiting out a whole watch.
             sleep(RECHECK_DELAYS[len(RECHECK_DELAYS) - rechecks])
             rechecks -= 1
             continue
@@ -372,8 +438,7 @@ def wait_for(
         seconds = max(1, min(2, int(remaining.total_seconds()) + 1))  # status may lag: two seconds at most
         before = clock()
         kube.wait_for_pod_change(ns, seconds, since=since)
-        if (clock() - before).total_seconds() < seconds - 0.05:
-            rechecks = len(RECHECK_DELAYS)
+        may_lag = may_lag or (clock() - before).total_seconds() < seconds - 0.05
 
 
 def _record(kube: Kube, state: st.EnvState | None, stage: str, result: str, message: str) -> None:

@@ -109,13 +109,13 @@ def test_markdown_has_a_row_per_case() -> None:
     stack = core.stack_result({"envci": {"wall": [2.0], "cpu": [1.0]}, "baseline": {"wall": [1.0], "cpu": [1.0]}}, nodes="real")
     results = {
         "demo": stack,
-        "scale-10": {"environments": 10, "all_ready_s": 9.0, "p50_ready_s": 5.0, "p95_ready_s": 8.0, "cpu_s": 20.0, "teardown_s": 7.0},
+        "scale-10": {"environments": 10, "commands": "envci provision --wait", "all_ready_s": 9.0, "p50_ready_s": 5.0, "p95_ready_s": 8.0, "cpu_s": 20.0, "teardown_s": 7.0},
         "janitor": {"environments": 20, "reap_s": 4.0, "cpu_s": 1.0, "per_environment_s": 0.2},
         "startup-help": {"command": "envci --help", "runs": 5, "envci_wall_s": 0.1, "wall_min_s": 0.1, "wall_max_s": 0.2, "envci_cpu_s": 0.1, "baseline_wall_s": 0.03},
     }
     md = core.markdown(results)
     assert "| demo | real | 1 | 2.00s (2.00–2.00) | 1.00s (1.00–1.00) | 2.00× |" in md
-    assert "| scale-10 | 10 | 9.00s | 5.00s | 8.00s |" in md
+    assert "| scale-10 | `envci provision --wait` | 10 | 9.00s | 5.00s | 8.00s |" in md
     assert "| janitor | 20 | 4.00s |" in md
     assert "| startup-help | `envci --help` | 5 |" in md
     assert "| – |" in md  # the missing teardown numbers

@@ -21,7 +21,7 @@ CASES = [(cmd, flag) for cmd, p in commands().items() for flag in duration_flags
 
 
 def test_the_known_duration_flags_are_all_found() -> None:
-    assert sorted(CASES) == [("extend", "--ttl"), ("logs", "--since"), ("reap", "--suspend-after"), ("resume", "--timeout"),
+    assert sorted(CASES) == [("extend", "--ttl"), ("logs", "--since"), ("provision", "--timeout"), ("reap", "--suspend-after"), ("resume", "--timeout"),
                              ("teardown", "--deadline"), ("teardown", "--timeout"), ("wait-ready", "--timeout")]
 
 
