@@ -44,6 +44,9 @@ _ORDINAL = re.compile(r"-(\d+)$")
 # usually writes it within a few tens of milliseconds, so the first looks come soon; a dependent
 # component waits on each of them. About a second in all, as a busy controller may take that long.
 RECHECK_DELAYS = (0.05, 0.1, 0.2, 0.3, 0.35)
+WATCH_SECONDS = 2
+"""The longest a wait blocks on a pod watch before it looks again by itself: a workload's status
+changes with no pod event (a controller slower than the second looks above)."""
 
 
 def _controller_ref(obj: Obj) -> Obj | None:
@@ -212,21 +215,22 @@ def status_lags(items: list[Item], pods: list[Obj]) -> bool:
     return bool(lagging_kinds(items, pods))
 
 
-FULL_READ_SECONDS = 2.0
-"""How often a wait reads every kind it judges; in between it reads the kinds the namespace has.
+FULL_READ_SECONDS = 10.0
+"""How often a wait reads every kind it judges; in between it reads the kinds not ready yet.
 Controllers create objects of a new kind during a wait (a StatefulSet's claims, a CronJob's Jobs),
 and none of those makes a component ready sooner, so seeing them a moment late only delays."""
 
 
-def kinds_to_read(listed: dict[str, list[Obj]], *, lagging: set[str] | None, full: bool) -> set[str] | None:
+def kinds_to_read(unready: set[str], *, lagging: set[str] | None, full: bool) -> set[str] | None:
     """Pure: the kinds a round of the wait reads again (None: every kind): all of them when a full
     read is due; on a second look after a pod change, the kinds whose status was behind their pods;
-    otherwise the kinds present."""
+    otherwise the kinds with an object that was not ready. Ready is only ever decided on a full read,
+    so what was ready and changed since is seen before the wait ends."""
     if full:
         return None
     if lagging is not None:
         return lagging
-    return {kind for kind, objs in listed.items() if objs}
+    return unready or None  # nothing was unready, yet not ready: waiting for objects to appear
 
 
 def list_workloads(kube: Kube, namespace: str) -> list[Obj]:
@@ -373,16 +377,18 @@ def wait_for(
     listed: dict[str, list[Obj]] = {}
     lagging: set[str] = set()
     last_full: datetime | None = None
+    unready: set[str] = set()
     while True:
         # The pods first, with the version they were read at: what changes while the rest is read wakes the wait.
         pods, version = kube.pods_with_version(ns)
         since = version
         now = clock()
-        only = kinds_to_read(listed, lagging=lagging if rechecks else None,
+        only = kinds_to_read(unready, lagging=lagging if rechecks else None,
                              full=last_full is None or (now - last_full).total_seconds() >= FULL_READ_SECONDS)
         last_full = now if only is None else last_full
         listed = workloads_by_kind(kube, ns, only=only, known=listed)
         items = judge([o for objs in listed.values() for o in objs], pods, release_map, now=now, rules=rules)
+        unready = {str(i.obj.get("kind")) for i in items if i.verdict.state != "ready" and i.obj.get("kind") != "Pod"}
         decision = decide(items, wanted=wanted_names, deadlines=deadlines, start=start, now=now, include_other=include_other)
         for i in decision.items:
             key = f"{i.component}/{i.ref}"
@@ -435,7 +441,7 @@ def wait_for(
             rechecks -= 1
             continue
         remaining = min(deadlines.values(), default=now) - now
-        seconds = max(1, min(2, int(remaining.total_seconds()) + 1))  # status may lag: two seconds at most
+        seconds = max(1, min(WATCH_SECONDS, int(remaining.total_seconds()) + 1))
         before = clock()
         kube.wait_for_pod_change(ns, seconds, since=since)
         may_lag = may_lag or (clock() - before).total_seconds() < seconds - 0.05

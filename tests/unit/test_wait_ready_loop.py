@@ -198,14 +198,14 @@ def test_a_second_look_reads_again_only_the_kinds_that_were_behind(cfg: LoadedCo
     assert listed.count("Deployment") >= rounds + 3  # the second looks (at 5.05, 5.15, 5.35, 5.65) read Deployments alone
 
 
-def test_rounds_read_the_kinds_present_and_every_kind_now_and_then() -> None:
+def test_rounds_read_the_kinds_not_ready_yet_and_every_kind_now_and_then() -> None:
     from envci.stages.wait_ready import kinds_to_read
 
-    listed: dict[str, list[dict[str, Any]]] = {"Deployment": [deployment(1)], "Job": [], "StatefulSet": []}
-    assert kinds_to_read(listed, lagging=None, full=True) is None
-    assert kinds_to_read(listed, lagging=None, full=False) == {"Deployment"}
-    assert kinds_to_read(listed, lagging={"StatefulSet"}, full=False) == {"StatefulSet"}  # a second look: the laggards only
-    assert kinds_to_read(listed, lagging={"StatefulSet"}, full=True) is None
+    assert kinds_to_read({"Deployment"}, lagging=None, full=True) is None
+    assert kinds_to_read({"Deployment"}, lagging=None, full=False) == {"Deployment"}
+    assert kinds_to_read({"Deployment"}, lagging={"StatefulSet"}, full=False) == {"StatefulSet"}  # a second look: the laggards only
+    assert kinds_to_read({"Deployment"}, lagging={"StatefulSet"}, full=True) is None
+    assert kinds_to_read(set(), lagging=None, full=False) is None  # waiting for something to appear: read it all
 
 
 def test_a_kind_that_appears_during_the_wait_is_read_at_the_next_full_round(cfg: LoadedConfig) -> None:
