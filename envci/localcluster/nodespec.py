@@ -175,6 +175,11 @@ def cgroup_root(layout: NodeLayout) -> str:
 
 # --- kwokctl control plane ------------------------------------------------------------------------------
 
+CONTROLLER_CLIENT_LIMITS = {"kube-api-qps": "300", "kube-api-burst": "600"}
+"""kube-controller-manager's own limits on its requests to the API server (by default 20 a second,
+bursts of 30). Every controller shares them; with a hundred environments created at once on this
+one-tenant cluster they, not the API server, held each Deployment for tens of seconds."""
+
 KWOKCTL_SETS = frozenset({"bind-address"})
 """Component arguments kwokctl already passes, which a patch must override rather than repeat."""
 
@@ -216,6 +221,7 @@ def control_plane_patches(layout: NodeLayout, net: Network) -> dict[str, Any]:
                 "extraArgs": args({
                     "service-cluster-ip-range": net.service_range,
                     "enable-hostpath-provisioner": "true",
+                    **CONTROLLER_CLIENT_LIMITS,
                 }),
             },
         ],
@@ -249,11 +255,14 @@ def simulated_nodes(count: int, *, pods_per_node: int = 250) -> list[dict[str, A
 
 
 def simulated_patches() -> dict[str, Any]:
-    """The simulated cluster's Service range: 198.19.128.0/18, beside the real node's, never 10/8."""
+    """The simulated cluster's Service range: 198.19.128.0/18, beside the real node's, never 10/8; and
+    the controllers' request limits (CONTROLLER_CLIENT_LIMITS)."""
+    services = [{"key": "service-cluster-ip-range", "value": "198.19.128.0/18", "override": False}]
+    limits = [{"key": k, "value": v, "override": False} for k, v in CONTROLLER_CLIENT_LIMITS.items()]
     return {
         "componentsPatches": [
-            {"name": name, "extraArgs": [{"key": "service-cluster-ip-range", "value": "198.19.128.0/18", "override": False}]}
-            for name in ("kube-apiserver", "kube-controller-manager")
+            {"name": "kube-apiserver", "extraArgs": services},
+            {"name": "kube-controller-manager", "extraArgs": services + limits},
         ],
     }
 
