@@ -51,12 +51,12 @@ def validate(inv: Invocation) -> Result:
 
 def provision(inv: Invocation) -> Result:
     from envci.stages.provision import provision
-    from envci.stages.wait_ready import wait_ready
+    from envci.stages.wait_ready import wait_for_dependency, wait_ready
 
     cfg, kube = inv.config(), inv.kube()
 
     def wait_for(names: list[str]) -> None:
-        wait_ready(cfg, kube, inv.rep, components=names)
+        wait_for_dependency(cfg, kube, inv.rep, names)
 
     if inv.args.timeout is not None and not inv.args.wait:
         raise ConfigError("--timeout of provision is the deadline of --wait", hint="add --wait, or run `envci wait-ready --timeout ...` next")

@@ -46,6 +46,9 @@ class EnvState:
     history: list[dict[str, str]] = field(default_factory=list)
     overrides: dict[str, Any] = field(default_factory=dict)
     """What this build's --set and --values changed (`api.image.tag` -> `v2`), as the last provision applied it."""
+    external_on_namespace: str | None = field(default=None, repr=False, compare=False)
+    """`external` as this process last wrote it on the namespace (None: not yet), never stored: a save
+    writes the namespace again only when that changed."""
 
     def record(self, stage: str, result: str, message: str = "", *, now: datetime | None = None) -> None:
         at = rfc3339(now or datetime.now(timezone.utc))
@@ -57,7 +60,9 @@ class EnvState:
             self.external.append(item)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        raw = asdict(self)
+        del raw["external_on_namespace"]
+        return json.dumps(raw, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> "EnvState":
@@ -89,10 +94,12 @@ def load(kube: Kube, namespace: str) -> EnvState | None:
 def save(kube: Kube, state: EnvState) -> None:
     kube.apply(configmap_object(state), state.namespace)
     # External resources also go on the namespace itself: the janitor must find them even if the
-    # ConfigMap was never written or is already being deleted.
-    kube.patch_merge(
-        "v1", "Namespace", state.namespace, {"metadata": {"annotations": {EXTERNAL_ANNOTATION: json.dumps(state.external)}}}
-    )
+    # ConfigMap was never written or is already being deleted. Once per process and then on a
+    # change: every write of a namespace wakes each controller that watches namespaces.
+    external = json.dumps(state.external)
+    if external != state.external_on_namespace:
+        kube.patch_merge("v1", "Namespace", state.namespace, {"metadata": {"annotations": {EXTERNAL_ANNOTATION: external}}})
+        state.external_on_namespace = external
 
 
 def external_from_namespace(ns: dict[str, Any]) -> list[dict[str, str]]:

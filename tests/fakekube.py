@@ -161,13 +161,14 @@ class FakeKube:
                 self._failures[method] = (error, times - 1)
         raise error
 
-    def _pass_time(self, seconds: float) -> None:
+    def _pass_time(self, seconds: float, *, every_change_wakes: bool = False) -> None:
         """Move the clock to the next scheduled change within `seconds` (making every change then
-        due), or by `seconds` when none is due: a watch wakes on a change or its timeout."""
+        due), or by `seconds` when none is due: a watch wakes on a change or its timeout. A pod watch
+        sleeps through changes scheduled with `wakes=False`; a mirror watches every kind."""
         end = self.elapsed + max(seconds, 0.0)
         if end > self.horizon:
             raise AssertionError(f"still waiting after {self.horizon:.0f} simulated seconds: the code under test would wait forever")
-        waking = [s for s in self._scheduled if s[0] <= end and s[2]]
+        waking = [s for s in self._scheduled if s[0] <= end and (s[2] or every_change_wakes)]
         self.elapsed = max(self.elapsed, waking[0][0]) if waking else end
         now_due = [s for s in self._scheduled if s[0] <= self.elapsed]
         self._scheduled = [s for s in self._scheduled if s[0] > self.elapsed]
@@ -385,12 +386,18 @@ class FakeKube:
     def pods_version(self, namespace: str) -> str | None:
         return str(self.elapsed)
 
-    def pods_with_version(self, namespace: str) -> tuple[list[dict[str, Any]], str | None]:
-        return self.pods(namespace), self.pods_version(namespace)
+    def list_with_version(self, api_version: str, kind: str, namespace: str) -> tuple[list[dict[str, Any]], str | None]:
+        return self.list(api_version, kind, namespace), str(self._version)
+
+    def open_watch(self, api_version: str, kind: str, namespace: str, *, resource_version: str | None, seconds: float) -> FakeWatchStream:
+        return FakeWatchStream(self.watch(kind, namespace, seconds=seconds, resource_version=resource_version), self)
 
     def wait_for_pod_change(self, namespace: str, seconds: int, *, since: str | None = None) -> None:
         with self._lock:
             self._pass_time(seconds)
+
+    def mirror(self, namespace: str, kinds: Sequence[tuple[str, str]]) -> FakeMirror:
+        return FakeMirror(self, namespace, kinds)
 
     # --- secrets and leases ------------------------------------------------------------------
 
@@ -449,6 +456,50 @@ class FakeKube:
         if target is None:
             raise InfrastructureError(f"cannot port-forward to pod {namespace}/{pod}:{port}: the fake has no network there (see `forwards`)")
         return _SocketStream(socket.create_connection(target, timeout=10))
+
+
+class FakeWatchStream:
+    """The adapter's WatchStream over the fake's `watch`: a version never expires here."""
+
+    def __init__(self, events: Iterator[WatchEvent], kube: FakeKube) -> None:
+        self._events, self._kube = events, kube
+        self.expired = False
+        self.version: str | None = None
+
+    def __iter__(self) -> Iterator[WatchEvent]:
+        for event in self._events:
+            self.version = str(self._kube._version)
+            yield event
+
+    def close(self) -> None:
+        pass
+
+
+class FakeMirror:
+    """The adapter's Mirror as a perfect one: what it holds is always the store as it is now, and
+    waiting for a change moves the clock to the next change or the wait's end."""
+
+    def __init__(self, kube: FakeKube, namespace: str, kinds: Sequence[tuple[str, str]]) -> None:
+        self.kube, self.namespace, self.kinds = kube, namespace, list(kinds)
+        self.objects()  # listed at once, as the real one does: a refusal fails the caller here
+
+    def __enter__(self) -> FakeMirror:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def objects(self) -> dict[str, list[Obj]]:
+        return {kind: self.kube.list(api_version, kind, self.namespace) for api_version, kind in self.kinds}
+
+    def wait(self, seconds: float) -> bool:
+        before = self.kube.elapsed
+        with self.kube._lock:
+            self.kube._pass_time(seconds, every_change_wakes=True)
+        return self.kube.elapsed < before + seconds
+
+    def close(self) -> None:
+        pass
 
 
 class _SocketStream:

@@ -12,6 +12,7 @@ stand-in with these methods, is all a stage test needs.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import email.utils
 import json
 import logging
@@ -20,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 import urllib3
 import yaml
@@ -30,6 +31,9 @@ from envci.kube import kubeconfig as kubeconfig_mod
 from envci.kube.discovery import Discovery, Resource
 from envci.kube.transport import DEFAULT_REQUEST_TIMEOUT, ApiError, Transport, TimeoutSpec, lines
 from envci.redact import redact, truncate
+
+if TYPE_CHECKING:
+    from envci.kube.mirror import Mirror
 
 FIELD_MANAGER = "envci"
 T = TypeVar("T")
@@ -223,6 +227,67 @@ class ForwardStream(Protocol):
     def error(self, port_number: int) -> str | None: ...
 
 
+class WatchRefused(InfrastructureError):
+    """RBAC lets this client list a kind but not watch it."""
+
+
+class WatchStream:
+    """One open watch: its events as they arrive. When it ends, `expired` says whether the server
+    dropped the version it started from (410 Gone: list again) rather than just ending it. `close`,
+    from any thread, ends a read that is blocked waiting for the next event."""
+
+    def __init__(self, resp: Any, kind: str, api_version: str, doing: str) -> None:
+        self._resp = resp
+        self._kind, self._api_version, self._doing = kind, api_version, doing
+        self.expired = resp is None
+        self.version: str | None = None
+        """The resource version of the last event read, bookmarks included: where a new watch goes on."""
+        self._closed = False
+
+    def __iter__(self) -> Iterator[WatchEvent]:
+        if self._resp is None:
+            return
+        read_to_end = False
+        try:
+            for line in lines(self._resp):
+                if not line.strip():
+                    continue
+                event = json.loads(line)
+                obj = event.get("object") or {}
+                if event.get("type") == "ERROR":
+                    if obj.get("code") == 410:
+                        self.expired = True
+                        return
+                    raise api_error(ApiError(int(obj.get("code") or 500), str(obj.get("message") or ""), json.dumps(obj)), self._doing)
+                self.version = str((obj.get("metadata") or {}).get("resourceVersion") or self.version or "") or None
+                if event.get("type") == "BOOKMARK":
+                    continue
+                obj.setdefault("kind", self._kind)
+                obj.setdefault("apiVersion", self._api_version)
+                yield WatchEvent(str(event["type"]), obj)
+            read_to_end = True
+        except (*NO_ANSWER, ValueError):
+            return  # dropped (or closed): the caller watches on from `version`, or lists again
+        finally:
+            self._end(reusable=read_to_end and not self._closed)
+
+    def close(self) -> None:
+        self._closed = True
+        resp = self._resp
+        if resp is not None:
+            with contextlib.suppress(Exception):
+                resp.shutdown()
+
+    def _end(self, *, reusable: bool) -> None:
+        resp, self._resp = self._resp, None
+        if resp is None:
+            return
+        if reusable:
+            resp.release_conn()
+        else:
+            resp.close()  # left mid-answer: the connection cannot carry another request
+
+
 class _NotFound(Exception):
     """A 404 answer, inside the adapter: each method decides what a missing object means."""
 
@@ -326,6 +391,47 @@ class Kube:
             item.setdefault("kind", kind)
             item.setdefault("apiVersion", api_version)
         return items
+
+    def list_with_version(self, api_version: str, kind: str, namespace: str) -> tuple[builtins.list[dict[str, Any]], str | None]:
+        """A namespace's objects of a kind and the resource version they were read at, from which
+        `open_watch` sees every later change."""
+        path = self._resource(api_version, kind).path(namespace)
+        try:
+            out = self._object_call(lambda: self._rest("GET", path), f"list {kind}")
+        except _NotFound:
+            return [], None
+        items: builtins.list[dict[str, Any]] = out.get("items") or []
+        for item in items:
+            item.setdefault("kind", kind)
+            item.setdefault("apiVersion", api_version)
+        version = (out.get("metadata") or {}).get("resourceVersion")
+        return items, str(version) if version else None
+
+    def open_watch(self, api_version: str, kind: str, namespace: str, *, resource_version: str | None, seconds: float) -> WatchStream:
+        """A watch of a namespace's objects of a kind from `resource_version`, which the server ends
+        after `seconds`. Refusals (403) raise; an expired version gives a stream that is already over."""
+        path = self._resource(api_version, kind).path(namespace)
+        query = {"watch": True, "resourceVersion": resource_version, "timeoutSeconds": max(1, int(seconds)),
+                 "allowWatchBookmarks": True}
+        doing = f"watch {kind} in {namespace}"
+        try:
+            resp = self._call(lambda: self._rest("GET", path, query=query, timeout=(DEFAULT_REQUEST_TIMEOUT[0], seconds + 15),
+                                                 stream=True), doing)
+        except ApiError as e:
+            if e.status == 410:
+                return WatchStream(None, kind, api_version, doing)
+            if e.status == 403:
+                raise WatchRefused(api_error(e, doing).message) from None
+            raise api_error(e, doing) from None
+        except NO_ANSWER as e:
+            raise unreachable(e, doing) from None
+        return WatchStream(resp, kind, api_version, doing)
+
+    def mirror(self, namespace: str, kinds: Sequence[tuple[str, str]]) -> Mirror:
+        """The namespace's objects of `kinds`, listed once and then kept current by watches."""
+        from envci.kube.mirror import Mirror
+
+        return Mirror(self, namespace, kinds)
 
     def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> bool:
         """Delete with Background propagation (Foreground can hang); False if it was already gone."""
@@ -553,21 +659,6 @@ class Kube:
             return bytes(resp.read() or b"").decode("utf-8", errors="replace")
         finally:
             resp.release_conn()
-
-    def pods_with_version(self, namespace: str) -> tuple[builtins.list[dict[str, Any]], str | None]:
-        """The namespace's pods and the resource version they were read at: a watch from it sees every
-        later change (one request where `pods_version` and `pods` take two)."""
-        doing = f"list pods in {namespace}"
-        try:
-            listed = self._object_call(lambda: self._rest("GET", f"/api/v1/namespaces/{namespace}/pods"), doing)
-        except _NotFound:
-            return [], None
-        items: builtins.list[dict[str, Any]] = listed.get("items") or []
-        for item in items:
-            item.setdefault("kind", "Pod")
-            item.setdefault("apiVersion", "v1")
-        version = (listed.get("metadata") or {}).get("resourceVersion")
-        return items, str(version) if version else None
 
     def pods_version(self, namespace: str) -> str | None:
         """The resource version of the namespace's pods now: a watch from it sees every later change."""

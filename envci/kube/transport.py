@@ -73,7 +73,10 @@ def debug_http() -> bool:
 
 def trace_request(method: str, path: str, status: Any, seconds: float) -> None:
     """One line on stderr per request: method, path (never a body or a header), status, duration."""
-    print(f"envci: http {method} {path} -> {status} in {seconds * 1000:.0f} ms", file=sys.stderr, flush=True)
+    # One write per line: print writes the text and its newline apart, and threads (a wait's
+    # watches) would interleave them.
+    sys.stderr.write(f"envci: http {method} {path} -> {status} in {seconds * 1000:.0f} ms\n")
+    sys.stderr.flush()
 
 
 def ssl_context(ep: Endpoint) -> ssl.SSLContext:
@@ -141,8 +144,9 @@ class Transport:
             self._generation = generation
             ep = self.endpoint
             # urllib3 retries what never reached the server (refused, reset before sending); the
-            # adapter's own retries handle answers.
-            kw: dict[str, Any] = {"ssl_context": ssl_context(ep), "maxsize": 8, "block": False,
+            # adapter's own retries handle answers. A wait holds a watch open per kind it judges,
+            # beside the lease's renewals: room for those connections to be kept, not discarded.
+            kw: dict[str, Any] = {"ssl_context": ssl_context(ep), "maxsize": 32, "block": False,
                                   "retries": urllib3.Retry(total=3, redirect=0, status=0, raise_on_status=False)}
             if ep.tls_server_name:
                 kw["server_hostname"] = ep.tls_server_name

@@ -9,7 +9,6 @@ while they change it, like every stage that changes an environment.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -177,7 +176,6 @@ def wait_recorded(
     timeout: timedelta | None = None,
     rules: readiness.Rules | None = None,
     clock: Clock = _utcnow,
-    sleep: Callable[[float], None] = time.sleep,
 ) -> dict[str, Any]:
     """Wait-ready without envci.yaml: for every component that has workloads in the namespace (and
     objects of none), each for `timeout`. A component with no workloads is not awaited: without
@@ -189,7 +187,7 @@ def wait_recorded(
     limit = timeout or RESUME_TIMEOUT
     return wait_for(kube, rep, name=name, namespace=namespace, state=state, release_map=release_map,
                     timeouts={i.component: limit for i in present}, include_other=False, rules=rules, stage="resume",
-                    clock=clock, sleep=sleep)
+                    clock=clock)
 
 
 def _record(kube: Kube, namespace: str, stage: str, message: str) -> None:

@@ -61,7 +61,7 @@ def up(
     from envci.stages.seed import seed
     from envci.stages.teardown import teardown
     from envci.stages.test import test
-    from envci.stages.wait_ready import wait_ready
+    from envci.stages.wait_ready import wait_for_dependency, wait_ready
     from envci.urls import environment_urls
 
     ident = cfg.identity
@@ -91,12 +91,9 @@ def up(
             result["seconds"][name] = round(time.monotonic() - t0, 1)
             rep.progress(f"== {name}: {result['seconds'][name]:.1f}s")
 
-    def wait_for(names: list[str]) -> None:
-        wait_ready(cfg, kube, rep, components=names)
-
     try:
         result["stages"]["provision"] = stage(
-            "provision", lambda: provision(cfg, kube, rep, wait_for_dependency=wait_for)
+            "provision", lambda: provision(cfg, kube, rep, wait_for_dependency=lambda names: wait_for_dependency(cfg, kube, rep, names))
         )
         result["urls"] = result["stages"]["provision"].get("urls") or result["urls"]
         result["stages"]["wait-ready"] = stage("wait-ready", lambda: wait_ready(cfg, kube, rep))

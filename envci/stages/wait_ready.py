@@ -1,15 +1,14 @@
 """wait-ready: watch the environment's workloads until all are ready, one fails for good, or time runs out.
 
-It wakes on pod changes (a watch), re-lists and re-judges with the pure rules in
-kube/readiness.py; on failure it explains each failing workload with its reason, recent events
-and the last log lines of the pods involved.
+The namespace's pods and workloads are listed once and then kept current by watches (kube/mirror.py);
+each change is judged at once with the pure rules in kube/readiness.py. On failure it explains each
+failing workload with its reason, recent events and the last log lines of the pods involved.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
@@ -40,13 +39,10 @@ class Item:
 
 Obj = dict[str, Any]
 _ORDINAL = re.compile(r"-(\d+)$")
-# After a pod changes: when to look again for its workload's status to follow. The controller
-# usually writes it within a few tens of milliseconds, so the first looks come soon; a dependent
-# component waits on each of them. About a second in all, as a busy controller may take that long.
-RECHECK_DELAYS = (0.05, 0.1, 0.2, 0.3, 0.35)
 WATCH_SECONDS = 2
-"""The longest a wait blocks on a pod watch before it looks again by itself: a workload's status
-changes with no pod event (a controller slower than the second looks above)."""
+"""The longest a wait goes without judging again when nothing changes: verdicts that depend on the
+clock (a deadline, a pod pending too long) move on by themselves."""
+MIRRORED_KINDS: tuple[tuple[str, str], ...] = (("v1", "Pod"), *WORKLOAD_KINDS)
 
 
 def _controller_ref(obj: Obj) -> Obj | None:
@@ -189,63 +185,13 @@ def decide(
     return Decision(failed, related, missing, ready, counted)
 
 
-_CONTROLLED = frozenset({"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"})
-
-
-def _pod_done(pod: Obj) -> bool:
-    phase = (pod.get("status") or {}).get("phase")
-    ready = [c for c in (pod.get("status") or {}).get("conditions") or [] if c.get("type") == "Ready"]
-    return phase in ("Succeeded", "Failed") or bool(ready and ready[0].get("status") == "True")
-
-
-def lagging_kinds(items: list[Item], pods: list[Obj]) -> set[str]:
-    """Pure: the kinds of the workloads that are not ready although their pods all look done (Ready,
-    or finished): their controller has yet to count them, and no pod event will say when it has."""
-    out = set()
-    for i in items:
-        if i.verdict.state == "ready" or i.obj.get("kind") not in _CONTROLLED:
-            continue
-        mine = readiness.pods_of(i.obj, pods)
-        if mine and all(_pod_done(p) for p in mine):
-            out.add(str(i.obj["kind"]))
-    return out
-
-
-def status_lags(items: list[Item], pods: list[Obj]) -> bool:
-    return bool(lagging_kinds(items, pods))
-
-
-FULL_READ_SECONDS = 10.0
-"""How often a wait reads every kind it judges; in between it reads the kinds not ready yet.
-Controllers create objects of a new kind during a wait (a StatefulSet's claims, a CronJob's Jobs),
-and none of those makes a component ready sooner, so seeing them a moment late only delays."""
-
-
-def kinds_to_read(unready: set[str], *, lagging: set[str] | None, full: bool) -> set[str] | None:
-    """Pure: the kinds a round of the wait reads again (None: every kind): all of them when a full
-    read is due; on a second look after a pod change, the kinds whose status was behind their pods;
-    otherwise the kinds with an object that was not ready. Ready is only ever decided on a full read,
-    so what was ready and changed since is seen before the wait ends."""
-    if full:
-        return None
-    if lagging is not None:
-        return lagging
-    return unready or None  # nothing was unready, yet not ready: waiting for objects to appear
-
-
 def list_workloads(kube: Kube, namespace: str) -> list[Obj]:
     return [o for objs in workloads_by_kind(kube, namespace).values() for o in objs]
 
 
-def workloads_by_kind(kube: Kube, namespace: str, *, only: set[str] | None = None,
-                      known: dict[str, list[Obj]] | None = None) -> dict[str, list[Obj]]:
-    """Kind -> the namespace's objects of that kind: every kind wait-ready judges, or with `only`
-    those kinds read again and the rest as `known` had them."""
-    out = dict(known or {})
-    for api_version, kind in WORKLOAD_KINDS:
-        if only is None or kind in only:
-            out[kind] = kube.list(api_version, kind, namespace)
-    return out
+def workloads_by_kind(kube: Kube, namespace: str) -> dict[str, list[Obj]]:
+    """Kind -> the namespace's objects of that kind, for every kind wait-ready judges."""
+    return {kind: kube.list(api_version, kind, namespace) for api_version, kind in WORKLOAD_KINDS}
 
 
 def diagnose(
@@ -328,7 +274,6 @@ def wait_ready(
     timeout: timedelta | None = None,
     rules: readiness.Rules | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
-    sleep: Callable[[float], None] = time.sleep,
 ) -> dict[str, Any]:
     """Wait for the components of envci.yaml (or those named), each for its own `wait.timeout`."""
     ns = cfg.identity.namespace
@@ -344,7 +289,19 @@ def wait_ready(
     return wait_for(
         kube, rep, name=cfg.identity.name, namespace=ns, state=state, release_map=release_map,
         timeouts={c.name: timeout or parse_duration(c.wait.timeout) for c in wanted}, include_other=components is None,
-        rules=rules, clock=clock, sleep=sleep,
+        rules=rules, clock=clock,
+    )
+
+
+def wait_for_dependency(cfg: LoadedConfig, kube: Kube, rep: Reporter, components: list[str]) -> None:
+    """Provision's wait for the components others depend on: provision has just made the namespace
+    and records the outcome in the history itself, so this reads neither and writes nothing."""
+    spec = cfg.spec
+    wait_for(
+        kube, rep, name=cfg.identity.name, namespace=cfg.identity.namespace, state=None,
+        release_map={(c.helm.release or c.name): c.name for c in spec.components if c.helm},
+        timeouts={c.name: parse_duration(c.wait.timeout) for c in spec.components if c.wait.enabled and c.name in components},
+        include_other=False,
     )
 
 
@@ -361,7 +318,6 @@ def wait_for(
     rules: readiness.Rules | None = None,
     stage: str = "wait-ready",
     clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
-    sleep: Callable[[float], None] = time.sleep,
 ) -> dict[str, Any]:
     """The wait itself, for whoever knows what to wait for: `timeouts` maps each awaited component
     to how long it may take; `include_other` also counts objects of no component (see `decide`).
@@ -373,78 +329,54 @@ def wait_for(
     deadlines = {c: start + t for c, t in timeouts.items()}
     last_seen: dict[str, str] = {}
     rep.progress(f"waiting for {', '.join(sorted(wanted_names)) or 'the namespace'} in {ns}")
-    rechecks, may_lag = 0, True
-    listed: dict[str, list[Obj]] = {}
-    lagging: set[str] = set()
-    last_full: datetime | None = None
-    unready: set[str] = set()
-    while True:
-        # The pods first, with the version they were read at: what changes while the rest is read wakes the wait.
-        pods, version = kube.pods_with_version(ns)
-        since = version
-        now = clock()
-        only = kinds_to_read(unready, lagging=lagging if rechecks else None,
-                             full=last_full is None or (now - last_full).total_seconds() >= FULL_READ_SECONDS)
-        last_full = now if only is None else last_full
-        listed = workloads_by_kind(kube, ns, only=only, known=listed)
-        items = judge([o for objs in listed.values() for o in objs], pods, release_map, now=now, rules=rules)
-        unready = {str(i.obj.get("kind")) for i in items if i.verdict.state != "ready" and i.obj.get("kind") != "Pod"}
-        decision = decide(items, wanted=wanted_names, deadlines=deadlines, start=start, now=now, include_other=include_other)
-        for i in decision.items:
-            key = f"{i.component}/{i.ref}"
-            summary = f"{i.verdict.state}: {i.verdict.message}"
-            if last_seen.get(key) != summary:
-                rep.progress(f"  {key} {summary}")
-                last_seen[key] = summary
-        if decision.failed:
-            events = kube.events(ns)
-            failures = [diagnose(kube, ns, i, events, pods) for i in decision.failed]
-            failures += [{**diagnose(kube, ns, i, events, pods), "related": True} for i in decision.related]
-            _record(kube, state, stage, "failed", "; ".join(f"{f['workload']}: {f['reason']}" for f in failures if not f.get("related")))
-            text = "\n".join(format_failure(f) for f in failures if not f.get("related"))
-            also = [format_failure(f) for f in failures if f.get("related")]
-            if also:
-                text += "\n  not ready either, in the same component:\n" + "\n".join(also)
-            raise NotReadyError(
-                f"environment {name} is not ready:\n{text}",
-                failures=failures,
-                hint=failure_hint([f["reason"] for f in failures if not f.get("related")]),
-            )
-        if decision.missing:
-            raise NotReadyError(
-                f"environment {name}: no workloads found for {', '.join(decision.missing)}",
-                hint="check that the component created Deployments/StatefulSets/Jobs in the namespace",
-            )
-        if decision.ready and only is not None:
-            last_full = None  # ready is only ever decided on a full read: look at every kind once more
-            continue
-        if decision.ready:
-            elapsed = (clock() - start).total_seconds()
-            rep.progress(f"ready after {elapsed:.1f}s")
-            _record(kube, state, stage, "succeeded", f"{elapsed:.1f}s")
-            return {
-                "name": name,
-                "namespace": ns,
-                "ready": True,
-                "seconds": round(elapsed, 2),
-                "workloads": [{"component": i.component, "workload": i.ref, "state": i.verdict.state} for i in decision.items],
-                "urls": state.urls if state else {},
-            }
-        if may_lag and status_lags(items, pods):
-            # Pods say done and their workload's status will follow within moments, with no pod
-            # event to wake on: look again shortly instead of waiting out a whole watch. Once per
-            # pod change: a workload that stays behind (settling) is looked at after the watch.
-            rechecks, may_lag = len(RECHECK_DELAYS), False
-            lagging = lagging_kinds(items, pods)
-        if rechecks:
-            sleep(RECHECK_DELAYS[len(RECHECK_DELAYS) - rechecks])
-            rechecks -= 1
-            continue
-        remaining = min(deadlines.values(), default=now) - now
-        seconds = max(1, min(WATCH_SECONDS, int(remaining.total_seconds()) + 1))
-        before = clock()
-        kube.wait_for_pod_change(ns, seconds, since=since)
-        may_lag = may_lag or (clock() - before).total_seconds() < seconds - 0.05
+    with kube.mirror(ns, MIRRORED_KINDS) as seen:
+        while True:
+            listed = seen.objects()
+            pods = listed.pop("Pod")
+            now = clock()
+            items = judge([o for objs in listed.values() for o in objs], pods, release_map, now=now, rules=rules)
+            decision = decide(items, wanted=wanted_names, deadlines=deadlines, start=start, now=now, include_other=include_other)
+            for i in decision.items:
+                key = f"{i.component}/{i.ref}"
+                summary = f"{i.verdict.state}: {i.verdict.message}"
+                if last_seen.get(key) != summary:
+                    rep.progress(f"  {key} {summary}")
+                    last_seen[key] = summary
+            if decision.failed:
+                seen.close()  # nothing more to watch while the failure is explained
+                events = kube.events(ns)
+                failures = [diagnose(kube, ns, i, events, pods) for i in decision.failed]
+                failures += [{**diagnose(kube, ns, i, events, pods), "related": True} for i in decision.related]
+                _record(kube, state, stage, "failed", "; ".join(f"{f['workload']}: {f['reason']}" for f in failures if not f.get("related")))
+                text = "\n".join(format_failure(f) for f in failures if not f.get("related"))
+                also = [format_failure(f) for f in failures if f.get("related")]
+                if also:
+                    text += "\n  not ready either, in the same component:\n" + "\n".join(also)
+                raise NotReadyError(
+                    f"environment {name} is not ready:\n{text}",
+                    failures=failures,
+                    hint=failure_hint([f["reason"] for f in failures if not f.get("related")]),
+                )
+            if decision.missing:
+                raise NotReadyError(
+                    f"environment {name}: no workloads found for {', '.join(decision.missing)}",
+                    hint="check that the component created Deployments/StatefulSets/Jobs in the namespace",
+                )
+            if decision.ready:
+                seen.close()
+                elapsed = (clock() - start).total_seconds()
+                rep.progress(f"ready after {elapsed:.1f}s")
+                _record(kube, state, stage, "succeeded", f"{elapsed:.1f}s")
+                return {
+                    "name": name,
+                    "namespace": ns,
+                    "ready": True,
+                    "seconds": round(elapsed, 2),
+                    "workloads": [{"component": i.component, "workload": i.ref, "state": i.verdict.state} for i in decision.items],
+                    "urls": state.urls if state else {},
+                }
+            remaining = (min(deadlines.values(), default=now) - now).total_seconds()
+            seen.wait(max(0.05, min(WATCH_SECONDS, remaining + 0.05)))
 
 
 def _record(kube: Kube, state: st.EnvState | None, stage: str, result: str, message: str) -> None:

@@ -117,7 +117,7 @@ def go_resume(kube: FakeKube, cfg: LoadedConfig, *, wait: bool = True, timeout: 
     rep = quiet()
 
     def waiter(name: str, namespace: str) -> dict[str, Any]:
-        return wait_recorded(kube, rep, name, namespace, timeout=timeout, clock=kube.utcnow, sleep=kube.sleep)  # type: ignore[arg-type]
+        return wait_recorded(kube, rep, name, namespace, timeout=timeout, clock=kube.utcnow)  # type: ignore[arg-type]
 
     return resume(kube, rep, namespace=cfg.identity.namespace, wait=waiter if wait else None, clock=kube.utcnow)  # type: ignore[arg-type]
 
@@ -273,7 +273,7 @@ def test_wait_ready_refuses_a_suspended_environment_instead_of_calling_it_ready(
     go_suspend(kube, cfg)
     controllers(kube, cfg.identity.namespace)  # zero of zero replicas: ready, by the rules
     with pytest.raises(NotReadyError) as ei:
-        wait_ready(cfg, kube, quiet(), clock=kube.utcnow, sleep=kube.sleep)  # type: ignore[arg-type]
+        wait_ready(cfg, kube, quiet(), clock=kube.utcnow)  # type: ignore[arg-type]
     assert "is suspended" in ei.value.message and "envci resume" in (ei.value.hint or "")
 
 

@@ -59,7 +59,7 @@ def environment(cfg: LoadedConfig, *objects: dict[str, Any]) -> FakeKube:
 
 
 def wait(cfg: LoadedConfig, kube: FakeKube) -> dict[str, Any]:
-    return wait_ready(cfg, kube, Reporter(err=io.StringIO()), clock=kube.utcnow, sleep=kube.sleep)  # type: ignore[arg-type]
+    return wait_ready(cfg, kube, Reporter(err=io.StringIO()), clock=kube.utcnow)  # type: ignore[arg-type]
 
 
 def last_record(kube: FakeKube, cfg: LoadedConfig) -> dict[str, str]:
@@ -141,74 +141,7 @@ def running_pod(ready: bool) -> dict[str, Any]:
                                               "state": {"running": {"startedAt": "2026-01-01T10:00:13Z"}}}]}}
 
 
-def test_a_pod_change_that_its_workload_cannot_follow_yet_is_not_looked_at_again_and_again(cfg: LoadedConfig) -> None:
-    kube = environment(cfg, deployment(available=1))
-    kube.at(5, lambda k: k.add(running_pod(ready=False), cfg.identity.namespace))  # wakes the watch; nothing to count yet
-    kube.at(9, lambda k: (k.add(running_pod(ready=True), cfg.identity.namespace),
-                          k.set_status("Deployment", "web", cfg.identity.namespace, deployment(available=2)["status"])))
-    naps: list[float] = []
-
-    def sleep(seconds: float) -> None:
-        naps.append(seconds)
-        kube.sleep(seconds)
-
-    out = wait_ready(cfg, kube, Reporter(err=io.StringIO()), clock=kube.utcnow, sleep=sleep)  # type: ignore[arg-type]
-    assert out["ready"] and out["seconds"] == 9
-    assert naps == []  # no quick second looks: the pod is not ready, so no status is about to follow it
-
-
-def test_status_lags_only_behind_pods_that_are_all_done() -> None:
-    from envci.kube import readiness
-    from envci.stages.wait_ready import Item, status_lags
-
-    dep = deployment(available=1)
-    dep["metadata"]["uid"] = "u1"
-    owned = {"ownerReferences": [{"kind": "ReplicaSet", "name": "web-abc", "controller": True}]}
-
-    def pod(ready: bool) -> dict[str, Any]:
-        p = running_pod(ready)
-        p["metadata"].update(owned)
-        return p
-
-    waiting = Item("web", dep, readiness.Verdict("progressing", "Progressing", "1/2"))
-    done = Item("web", dep, readiness.Verdict("ready", "Ready", "2/2"))
-    assert status_lags([waiting], [pod(True)]) is True
-    assert status_lags([waiting], [pod(True), {**pod(False), "metadata": {**pod(False)["metadata"], "name": "web-2"}}]) is False
-    assert status_lags([waiting], []) is False  # no pods yet: their creation is an event of its own
-    assert status_lags([done], [pod(True)]) is False
-
-
-def test_a_second_look_reads_again_only_the_kinds_that_were_behind(cfg: LoadedConfig) -> None:
-    kube = environment(cfg, deployment(available=1))
-    pod = running_pod(ready=True)
-    pod["metadata"]["ownerReferences"] = [{"kind": "ReplicaSet", "name": "web-abc", "controller": True}]
-    kube.at(5, lambda k: k.add(pod, cfg.identity.namespace))
-    kube.at(5.6, lambda k: k.set_status("Deployment", "web", cfg.identity.namespace, deployment(available=2)["status"]), wakes=False)
-    listed: list[str] = []
-    real_list = kube.list
-
-    def counting_list(api_version: str, kind: str, *args: Any, **kwargs: Any) -> Any:
-        listed.append(kind)
-        return real_list(api_version, kind, *args, **kwargs)
-
-    kube.list = counting_list  # type: ignore[method-assign]
-    out = wait(cfg, kube)
-    assert out["ready"] and 5.6 <= kube.elapsed <= 6.0
-    rounds = listed.count("StatefulSet")  # read in full rounds only
-    assert listed.count("Deployment") >= rounds + 3  # the second looks (at 5.05, 5.15, 5.35, 5.65) read Deployments alone
-
-
-def test_rounds_read_the_kinds_not_ready_yet_and_every_kind_now_and_then() -> None:
-    from envci.stages.wait_ready import kinds_to_read
-
-    assert kinds_to_read({"Deployment"}, lagging=None, full=True) is None
-    assert kinds_to_read({"Deployment"}, lagging=None, full=False) == {"Deployment"}
-    assert kinds_to_read({"Deployment"}, lagging={"StatefulSet"}, full=False) == {"StatefulSet"}  # a second look: the laggards only
-    assert kinds_to_read({"Deployment"}, lagging={"StatefulSet"}, full=True) is None
-    assert kinds_to_read(set(), lagging=None, full=False) is None  # waiting for something to appear: read it all
-
-
-def test_a_kind_that_appears_during_the_wait_is_read_at_the_next_full_round(cfg: LoadedConfig) -> None:
+def test_a_kind_that_appears_during_the_wait_is_judged_as_soon_as_it_appears(cfg: LoadedConfig) -> None:
     kube = environment(cfg, deployment(available=2))
     claim = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "data-web-0", "labels": {COMPONENT_LABEL: "web"}},
              "spec": {}, "status": {"phase": "Pending"}}
