@@ -415,8 +415,9 @@ class Kube:
                  "allowWatchBookmarks": True}
         doing = f"watch {kind} in {namespace}"
         try:
-            resp = self._call(lambda: self._rest("GET", path, query=query, timeout=(DEFAULT_REQUEST_TIMEOUT[0], seconds + 15),
-                                                 stream=True), doing)
+            # The adapter's own read timeout, not the watch's length: a connection that goes silent
+            # (a dropped route) is given up within it, and the watch opened again from its version.
+            resp = self._call(lambda: self._rest("GET", path, query=query, stream=True), doing)
         except ApiError as e:
             if e.status == 410:
                 return WatchStream(None, kind, api_version, doing)

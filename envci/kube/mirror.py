@@ -18,8 +18,9 @@ if TYPE_CHECKING:
 Obj = dict[str, Any]
 log = logging.getLogger("envci.kube")
 
-WATCH_SECONDS = 240
-"""How long the server keeps one watch open; the next goes on from the last version seen, unlisted."""
+WATCH_SECONDS = 50
+"""How long the server keeps one watch open; the next goes on from the last version seen, unlisted.
+Under the adapter's read timeout (60 s by default), so a quiet watch ends cleanly, not as a dropped one."""
 PAUSE_SECONDS = 1.0
 """After a watch that ended at once (dropped, expired): the pause before the next, never a busy loop."""
 POLL_SECONDS = 2.0

@@ -152,3 +152,25 @@ def test_a_kind_that_appears_during_the_wait_is_judged_as_soon_as_it_appears(cfg
     with pytest.raises(NotReadyError) as ei:
         wait(cfg, kube)
     assert "PersistentVolumeClaim/data-web-0" in ei.value.message  # seen, though it appeared after the first read
+
+
+def test_provisions_wait_for_a_dependency_writes_nothing(cfg: LoadedConfig) -> None:
+    from envci.stages.wait_ready import wait_for_dependency
+
+    kube = environment(cfg, deployment(available=2))
+    before = (list(kube.calls), st.load(kube, cfg.identity.namespace))  # type: ignore[arg-type]
+    wait_for_dependency(cfg, kube, Reporter(err=io.StringIO()), ["web"])  # type: ignore[arg-type]
+    assert (kube.calls, st.load(kube, cfg.identity.namespace)) == before  # type: ignore[arg-type]  # provision records the outcome
+
+
+def test_a_dependency_that_fails_fails_provisions_wait_with_its_reason(cfg: LoadedConfig) -> None:
+    from envci.stages.wait_ready import wait_for_dependency
+
+    dep = copy.deepcopy(fixture("deployment-rolling-out"))
+    dep["metadata"]["labels"][COMPONENT_LABEL] = "web"
+    pod = fixture("pod-crash-error")
+    pod["status"]["containerStatuses"][0]["state"] = {"waiting": {"reason": "CrashLoopBackOff"}}
+    kube = environment(cfg, dep, pod)
+    with pytest.raises(NotReadyError) as ei:
+        wait_for_dependency(cfg, kube, Reporter(err=io.StringIO()), ["web"])  # type: ignore[arg-type]
+    assert [f["reason"] for f in ei.value.failures] == ["CrashLoopBackOff"]
