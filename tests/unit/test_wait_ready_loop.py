@@ -58,6 +58,17 @@ def environment(cfg: LoadedConfig, *objects: dict[str, Any]) -> FakeKube:
     return kube
 
 
+def crash_looping(cfg: LoadedConfig) -> FakeKube:
+    """An environment whose Deployment's pod is in CrashLoopBackOff, its crashed instance's log saying why."""
+    dep = copy.deepcopy(fixture("deployment-rolling-out"))
+    dep["metadata"]["labels"][COMPONENT_LABEL] = "web"
+    pod = fixture("pod-crash-error")
+    pod["status"]["containerStatuses"][0]["state"] = {"waiting": {"reason": "CrashLoopBackOff"}}
+    kube = environment(cfg, dep, pod)
+    kube.logs[(pod["metadata"]["name"], "app", True)] = "fatal: DATABASE_URL is not set\n"
+    return kube
+
+
 def wait(cfg: LoadedConfig, kube: FakeKube) -> dict[str, Any]:
     return wait_ready(cfg, kube, Reporter(err=io.StringIO()), clock=kube.utcnow)  # type: ignore[arg-type]
 
@@ -97,12 +108,7 @@ def test_a_workload_status_that_follows_its_pod_is_seen_within_moments_not_at_th
 
 
 def test_a_crash_loop_is_not_ready_at_once_without_waiting_for_the_deadline(cfg: LoadedConfig) -> None:
-    dep = copy.deepcopy(fixture("deployment-rolling-out"))
-    dep["metadata"]["labels"][COMPONENT_LABEL] = "web"
-    pod = fixture("pod-crash-error")
-    pod["status"]["containerStatuses"][0]["state"] = {"waiting": {"reason": "CrashLoopBackOff"}}
-    kube = environment(cfg, dep, pod)
-    kube.logs[(pod["metadata"]["name"], "app", True)] = "fatal: DATABASE_URL is not set\n"
+    kube = crash_looping(cfg)
     with pytest.raises(NotReadyError) as ei:
         wait(cfg, kube)
     assert kube.elapsed == 0
@@ -166,11 +172,7 @@ def test_provisions_wait_for_a_dependency_writes_nothing(cfg: LoadedConfig) -> N
 def test_a_dependency_that_fails_fails_provisions_wait_with_its_reason(cfg: LoadedConfig) -> None:
     from envci.stages.wait_ready import wait_for_dependency
 
-    dep = copy.deepcopy(fixture("deployment-rolling-out"))
-    dep["metadata"]["labels"][COMPONENT_LABEL] = "web"
-    pod = fixture("pod-crash-error")
-    pod["status"]["containerStatuses"][0]["state"] = {"waiting": {"reason": "CrashLoopBackOff"}}
-    kube = environment(cfg, dep, pod)
+    kube = crash_looping(cfg)
     with pytest.raises(NotReadyError) as ei:
         wait_for_dependency(cfg, kube, Reporter(err=io.StringIO()), ["web"])  # type: ignore[arg-type]
     assert [f["reason"] for f in ei.value.failures] == ["CrashLoopBackOff"]
