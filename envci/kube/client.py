@@ -233,8 +233,9 @@ class WatchRefused(InfrastructureError):
 
 class WatchStream:
     """One open watch: its events as they arrive. When it ends, `expired` says whether the server
-    dropped the version it started from (410 Gone: list again) rather than just ending it. `close`,
-    from any thread, ends a read that is blocked waiting for the next event."""
+    ended it with an error (410 Gone: the version it started from is no longer kept) and the caller
+    must list again, rather than just ending it. `close`, from any thread, ends a read that is
+    blocked waiting for the next event."""
 
     def __init__(self, resp: Any, kind: str, api_version: str, doing: str) -> None:
         self._resp = resp
@@ -255,10 +256,11 @@ class WatchStream:
                 event = json.loads(line)
                 obj = event.get("object") or {}
                 if event.get("type") == "ERROR":
-                    if obj.get("code") == 410:
-                        self.expired = True
-                        return
-                    raise api_error(ApiError(int(obj.get("code") or 500), str(obj.get("message") or ""), json.dumps(obj)), self._doing)
+                    # 410 Gone, or another error the server ends the watch with: as client-go's
+                    # reflector does, list again (a server that cannot answer fails that list).
+                    log.debug("%s ended: %s", self._doing, truncate(redact(str(obj.get("message") or obj)), 300))
+                    self.expired = True
+                    return
                 self.version = str((obj.get("metadata") or {}).get("resourceVersion") or self.version or "") or None
                 if event.get("type") == "BOOKMARK":
                     continue
@@ -381,27 +383,22 @@ class Kube:
     def list(
         self, api_version: str, kind: str, namespace: str | None = None, label_selector: str | None = None
     ) -> list[dict[str, Any]]:
-        path = self._resource(api_version, kind).path(namespace)
-        try:
-            out = self._object_call(lambda: self._rest("GET", path, query={"labelSelector": label_selector}), f"list {kind}")
-        except _NotFound:
-            return []
-        items: list[dict[str, Any]] = out.get("items") or []
-        for item in items:  # list items omit kind/apiVersion; the rules dispatch on kind
-            item.setdefault("kind", kind)
-            item.setdefault("apiVersion", api_version)
-        return items
+        return self._listed(api_version, kind, namespace, label_selector)[0]
 
     def list_with_version(self, api_version: str, kind: str, namespace: str) -> tuple[builtins.list[dict[str, Any]], str | None]:
         """A namespace's objects of a kind and the resource version they were read at, from which
         `open_watch` sees every later change."""
+        return self._listed(api_version, kind, namespace, None)
+
+    def _listed(self, api_version: str, kind: str, namespace: str | None,
+                label_selector: str | None) -> tuple[builtins.list[dict[str, Any]], str | None]:
         path = self._resource(api_version, kind).path(namespace)
         try:
-            out = self._object_call(lambda: self._rest("GET", path), f"list {kind}")
+            out = self._object_call(lambda: self._rest("GET", path, query={"labelSelector": label_selector}), f"list {kind}")
         except _NotFound:
             return [], None
         items: builtins.list[dict[str, Any]] = out.get("items") or []
-        for item in items:
+        for item in items:  # list items omit kind/apiVersion; the rules dispatch on kind
             item.setdefault("kind", kind)
             item.setdefault("apiVersion", api_version)
         version = (out.get("metadata") or {}).get("resourceVersion")

@@ -47,7 +47,8 @@ class Answers:
         if isinstance(self.answer, BaseException):
             raise self.answer
         if kwargs.get("stream"):
-            return Stream(self.answer)
+            self.last = Stream(self.answer)
+            return self.last
         return self.answer
 
 
@@ -55,7 +56,7 @@ class Stream:
     """An open response of watch events, one JSON per line, that may end with an error."""
 
     def __init__(self, script: list[Any]) -> None:
-        self.script, self.released = script, False
+        self.script, self.released, self.closed = script, False, False
 
     def stream(self, amt: Any = None, decode_content: bool = False) -> Iterator[bytes]:
         for step in self.script:
@@ -65,6 +66,9 @@ class Stream:
 
     def release_conn(self) -> None:
         self.released = True
+
+    def close(self) -> None:
+        self.closed = True
 
 
 @pytest.mark.parametrize(("call", "declined"), [
@@ -187,3 +191,48 @@ def test_exec_failures_become_infrastructure_errors_naming_the_pod(monkeypatch: 
     monkeypatch.setattr(kc, "_stream", broken)
     with pytest.raises(InfrastructureError, match="exec in pod ns/web-0 failed: handshake status 500"):
         kube().exec("ns", "web-0", ["x"], container=None, timeout=1)
+
+
+def cm_at(name: str, version: str) -> dict[str, Any]:
+    return {"metadata": {"name": name, "resourceVersion": version}}
+
+
+def test_an_open_watch_yields_changes_and_goes_on_from_its_last_version_bookmarks_included() -> None:
+    k = kube()
+    k._rest = stub = Answers([("ADDED", cm_at("a", "5")), ("BOOKMARK", cm_at("", "9"))])  # type: ignore[method-assign]
+    stream = k.open_watch("v1", "ConfigMap", "ns", resource_version="4", seconds=50)
+    assert [(e.type, e.object["metadata"]["name"], e.object["kind"]) for e in stream] == [("ADDED", "a", "ConfigMap")]
+    assert (stream.version, stream.expired) == ("9", False)
+    assert stub.requests[0]["query"] == {"watch": True, "resourceVersion": "4", "timeoutSeconds": 50, "allowWatchBookmarks": True}
+    assert "timeout" not in stub.requests[0]  # the adapter's own read timeout: a silent connection is given up
+    assert stub.last.released and not stub.last.closed  # read to its end: the connection serves the next request
+
+
+@pytest.mark.parametrize("code", [410, 500])
+def test_a_watch_the_server_ends_with_an_error_asks_for_a_new_list(code: int) -> None:
+    k = kube()
+    answer = Answers([("ADDED", cm_at("a", "5")), ("ERROR", {"kind": "Status", "code": code, "message": "too old resource version"})])
+    k._rest = answer  # type: ignore[method-assign]
+    stream = k.open_watch("v1", "ConfigMap", "ns", resource_version="4", seconds=50)
+    assert len(list(stream)) == 1 and stream.expired
+    assert answer.last.closed  # left mid-answer
+
+
+def test_a_dropped_watch_ends_quietly_and_its_connection_is_not_reused() -> None:
+    k = kube()
+    k._rest = stub = Answers([("ADDED", cm_at("a", "5")), urllib3.exceptions.ProtocolError("reset")])  # type: ignore[method-assign]
+    stream = k.open_watch("v1", "ConfigMap", "ns", resource_version="4", seconds=50)
+    assert len(list(stream)) == 1 and not stream.expired and stream.version == "5"
+    assert stub.last.closed and not stub.last.released
+
+
+@pytest.mark.parametrize(("status", "outcome"), [(403, kc.WatchRefused), (410, None), (500, InfrastructureError)])
+def test_opening_a_watch_answers_refusal_expiry_and_failure_apart(status: int, outcome: Any) -> None:
+    k = kube(NO_RETRIES)
+    k._rest = Answers(refusal(status, FORBIDDEN))  # type: ignore[method-assign]
+    if outcome is None:
+        stream = k.open_watch("v1", "ConfigMap", "ns", resource_version="4", seconds=50)
+        assert list(stream) == [] and stream.expired
+    else:
+        with pytest.raises(outcome):
+            k.open_watch("v1", "ConfigMap", "ns", resource_version="4", seconds=50)
