@@ -233,14 +233,15 @@ class WatchRefused(InfrastructureError):
 
 class WatchStream:
     """One open watch: its events as they arrive. When it ends, `expired` says whether the server
-    ended it with an error (410 Gone: the version it started from is no longer kept) and the caller
-    must list again, rather than just ending it. `close`, from any thread, ends a read that is
-    blocked waiting for the next event."""
+    ended it with an error (410 Gone: the version it started from is no longer kept; `error` holds
+    its Status) and the caller must list again, rather than just ending it. `close`, from any
+    thread, ends a read that is blocked waiting for the next event."""
 
-    def __init__(self, resp: Any, kind: str, api_version: str, doing: str) -> None:
+    def __init__(self, resp: Any, doing: str) -> None:
         self._resp = resp
-        self._kind, self._api_version, self._doing = kind, api_version, doing
+        self._doing = doing
         self.expired = resp is None
+        self.error: dict[str, Any] | None = None
         self.version: str | None = None
         """The resource version of the last event read, bookmarks included: where a new watch goes on."""
         self._closed = False
@@ -259,13 +260,11 @@ class WatchStream:
                     # 410 Gone, or another error the server ends the watch with: as client-go's
                     # reflector does, list again (a server that cannot answer fails that list).
                     log.debug("%s ended: %s", self._doing, truncate(redact(str(obj.get("message") or obj)), 300))
-                    self.expired = True
+                    self.expired, self.error = True, obj
                     return
                 self.version = str((obj.get("metadata") or {}).get("resourceVersion") or self.version or "") or None
                 if event.get("type") == "BOOKMARK":
                     continue
-                obj.setdefault("kind", self._kind)
-                obj.setdefault("apiVersion", self._api_version)
                 yield WatchEvent(str(event["type"]), obj)
             read_to_end = True
         except (*NO_ANSWER, ValueError):
@@ -417,13 +416,13 @@ class Kube:
             resp = self._call(lambda: self._rest("GET", path, query=query, stream=True), doing)
         except ApiError as e:
             if e.status == 410:
-                return WatchStream(None, kind, api_version, doing)
+                return WatchStream(None, doing)
             if e.status == 403:
                 raise WatchRefused(api_error(e, doing).message) from None
             raise api_error(e, doing) from None
         except NO_ANSWER as e:
             raise unreachable(e, doing) from None
-        return WatchStream(resp, kind, api_version, doing)
+        return WatchStream(resp, doing)
 
     def mirror(self, namespace: str, kinds: Sequence[tuple[str, str]]) -> Mirror:
         """The namespace's objects of `kinds`, listed once and then kept current by watches."""
@@ -459,28 +458,19 @@ class Kube:
             raise ValueError(f"cannot watch {kind}: only {', '.join(paths)}")
         query = {"watch": True, "resourceVersion": resource_version, "timeoutSeconds": max(1, int(seconds)),
                  "fieldSelector": f"metadata.name={name}" if name else None, "allowWatchBookmarks": False}
-        resp = None
+        doing = f"watch {kind} {name}" if name else f"watch {kind.lower()}s in {namespace}"
         try:
-            resp = self._rest("GET", paths[kind], query=query, timeout=seconds + 10, stream=True)
-            for line in lines(resp):
-                if not line.strip():
-                    continue
-                event = json.loads(line)
-                if event.get("type") == "ERROR":
-                    if (event.get("object") or {}).get("code") == 410:
-                        return
-                    status = event.get("object") or {}
-                    raise ApiError(int(status.get("code") or 500), str(status.get("message") or ""), json.dumps(status))
-                yield WatchEvent(str(event["type"]), event["object"])
+            stream = WatchStream(self._rest("GET", paths[kind], query=query, timeout=seconds + 10, stream=True), doing)
+            yield from stream
         except ApiError as e:
             if e.status == 410:
                 return
-            raise api_error(e, f"watch {kind} {name}" if name else f"watch {kind.lower()}s in {namespace}") from None
-        except (*NO_ANSWER, ValueError):
+            raise api_error(e, doing) from None
+        except NO_ANSWER:
             return
-        finally:
-            if resp is not None:
-                resp.release_conn()
+        status = stream.error or {}
+        if status and status.get("code") != 410:
+            raise api_error(ApiError(int(status.get("code") or 500), str(status.get("message") or ""), json.dumps(status)), doing)
 
     # --- namespaces ----------------------------------------------------------------------------
 

@@ -121,7 +121,7 @@ class Mirror:
                     self._streams[kind] = stream
                 began = time.monotonic()
                 for event in stream:
-                    self._apply(kind, event)
+                    self._apply(api_version, kind, event)
                 version = None if stream.expired else (stream.version or version)
                 if time.monotonic() - began < PAUSE_SECONDS and not self._stopped:
                     time.sleep(PAUSE_SECONDS)
@@ -145,7 +145,10 @@ class Mirror:
             self._relist(api_version, kind)
             time.sleep(POLL_SECONDS)
 
-    def _apply(self, kind: str, event: WatchEvent) -> None:
+    def _apply(self, api_version: str, kind: str, event: WatchEvent) -> None:
+        # Judged like listed objects, which the rules tell apart by kind.
+        event.object.setdefault("kind", kind)
+        event.object.setdefault("apiVersion", api_version)
         with self._changed:
             if self._stopped:
                 return

@@ -142,6 +142,21 @@ def test_an_expired_resource_version_reported_inside_the_watch_just_ends() -> No
     assert [e.object["metadata"]["name"] for e in k.watch("Pod", "ns", seconds=5)] == ["p"]
 
 
+def test_any_other_error_inside_a_watch_of_pods_or_jobs_is_raised_with_what_it_watched() -> None:
+    k = kube()
+    k._rest = Answers([("ERROR", {"kind": "Status", "code": 500, "message": "etcd is gone"})])  # type: ignore[method-assign]
+    with pytest.raises(InfrastructureError, match="Kubernetes API refused to watch Job load: etcd is gone"):
+        list(k.watch("Job", "ns", name="load", seconds=5))
+
+
+def test_a_watch_left_at_its_first_event_does_not_hand_back_a_half_read_connection() -> None:
+    k = kube()
+    k._rest = stub = Answers([("ADDED", {"metadata": {"name": "p"}}), ("ADDED", {"metadata": {"name": "q"}})])  # type: ignore[method-assign]
+    for _ in k.watch("Pod", "ns", seconds=5):
+        break
+    assert stub.last.closed and not stub.last.released
+
+
 def test_a_refused_watch_says_what_it_watched() -> None:
     k = kube()
     k._rest = Answers(refusal(403, '{"kind": "Status", "message": "jobs.batch is forbidden"}'))  # type: ignore[method-assign]
@@ -201,7 +216,7 @@ def test_an_open_watch_yields_changes_and_goes_on_from_its_last_version_bookmark
     k = kube()
     k._rest = stub = Answers([("ADDED", cm_at("a", "5")), ("BOOKMARK", cm_at("", "9"))])  # type: ignore[method-assign]
     stream = k.open_watch("v1", "ConfigMap", "ns", resource_version="4", seconds=50)
-    assert [(e.type, e.object["metadata"]["name"], e.object["kind"]) for e in stream] == [("ADDED", "a", "ConfigMap")]
+    assert [(e.type, e.object["metadata"]["name"]) for e in stream] == [("ADDED", "a")]
     assert (stream.version, stream.expired) == ("9", False)
     assert stub.requests[0]["query"] == {"watch": True, "resourceVersion": "4", "timeoutSeconds": 50, "allowWatchBookmarks": True}
     assert "timeout" not in stub.requests[0]  # the adapter's own read timeout: a silent connection is given up

@@ -104,10 +104,12 @@ def test_what_is_listed_is_held_at_once_and_nothing_is_watched_before_a_wait() -
 
 
 def test_events_change_what_it_holds_and_wake_the_wait() -> None:
+    bare = {k: v for k, v in cm("c", "9").items() if k != "kind"}  # as a stub may send it; the rules need the kind
     kube = Scripted([([cm("a", "1")], "5")], [Stream([WatchEvent("ADDED", cm("b", "6")), WatchEvent("MODIFIED", cm("a", "7", "2")),
-                                                      WatchEvent("DELETED", cm("b", "8"))], hold=True)])
+                                                      WatchEvent("DELETED", cm("b", "8")), WatchEvent("ADDED", bare)], hold=True)])
     with Mirror(kube, "ns", [("v1", "ConfigMap")]) as m:  # type: ignore[arg-type]
-        assert until(m, lambda seen: names(seen) == {"a": "2"})
+        seen = until(m, lambda seen: names(seen) == {"a": "2", "c": "1"})
+        assert {(o["kind"], o["apiVersion"]) for o in seen["ConfigMap"] if o["metadata"]["name"] == "c"} == {("ConfigMap", "v1")}
         assert kube.calls == [("list", None), ("watch", "5")]  # from the version listed
         stream = kube.opened[0]
     assert stream.closed.is_set()  # closing the mirror ends the blocked read
