@@ -25,6 +25,7 @@ import yaml
 
 from envci import helmrecords as hr
 from envci.errors import ConfigError, EnvciError, InfrastructureError, NotReadyError
+from envci.helmhold import Hold, holds
 from envci.redact import redact, truncate
 
 if TYPE_CHECKING:
@@ -76,6 +77,7 @@ class Helm:
         self.executable = helm_executable()
         self.kubeconfig = kubeconfig or os.environ.get("KUBECONFIG")
         self._kube = kube
+        self._holds: asyncio.Future[bool] | None = None
 
     @classmethod
     def beside(cls, kube: Kube) -> Helm:
@@ -110,6 +112,21 @@ class Helm:
 
     # --- changes --------------------------------------------------------------------------------
 
+    async def can_hold(self) -> bool:
+        """Whether installs can be held (helmhold.py): asked of `helm version` once, by whoever asks first."""
+        if self._holds is None:
+            self._holds = asyncio.ensure_future(self._version_holds())
+        return await asyncio.shield(self._holds)
+
+    async def _version_holds(self) -> bool:
+        try:
+            proc = await asyncio.create_subprocess_exec(self.executable, "version", "--template", "{{.Version}}",
+                                                        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+            out, _ = await proc.communicate()
+        except OSError:
+            return False
+        return proc.returncode == 0 and holds(out.decode(errors="replace"))
+
     async def ensure(
         self,
         release: str,
@@ -120,11 +137,13 @@ class Helm:
         version: str | None = None,
         repo: str | None = None,
         timeout: str = "5m",
+        hold: Hold | None = None,
     ) -> ReleaseResult:
         """Install, upgrade, or leave alone when chart and values are unchanged.
 
         A release left pending by an interrupted run is rolled back or removed first, so a re-run
-        converges instead of failing with "another operation is in progress"."""
+        converges instead of failing with "another operation is in progress". With `hold`, helm
+        renders at once and applies only once the hold is released."""
         chart = hr.local_chart_id(chart_ref) if isinstance(chart_ref, Path) else hr.remote_chart_id(chart_ref, version)
         merged = hr.merge_values(values)
         current = await self.current(release, namespace)
@@ -141,12 +160,30 @@ class Helm:
         args += ["--version", version] if version else []
         args += ["--repo", repo] if repo else []
         with _values_file(merged) as path:
-            out = await self._helm([*args, "--values", path], release, namespace, chart_ref=str(chart_ref))
+            args += ["--values", path]
+            if hold is None:
+                out = await self._helm(args, release, namespace, chart_ref=str(chart_ref))
+            else:
+                out = await self._held(args, hold, release, namespace, str(chart_ref))
         try:
             done = json.loads(out)
             return ReleaseResult(release, int(done["version"]), str((done.get("info") or {}).get("status", "deployed")), True)
         except (ValueError, KeyError, TypeError):
             raise InfrastructureError(f"helm upgrade of {release} in {namespace} printed no release: {truncate(redact(out), 300)}") from None
+
+    async def _held(self, args: list[str], hold: Hold, release: str, namespace: str, chart_ref: str) -> str:
+        try:
+            return await self._helm([*args, *hold.args()], release, namespace, chart_ref=chart_ref, env=hold.env())
+        except EnvciError as e:
+            # The post-renderer itself could not run (a temporary directory mounted noexec, say):
+            # nothing was recorded or applied, so install as usual once released, and hold no more.
+            if hold.reached or not _POST_RENDER_FAILED.search(e.message):
+                raise
+            self._holds = asyncio.get_running_loop().create_future()
+            self._holds.set_result(False)
+            if not await hold.answered():
+                raise
+            return await self._helm(args, release, namespace, chart_ref=chart_ref)
 
     async def uninstall(self, release: str, namespace: str, timeout: str = "2m") -> None:
         await self._helm(["uninstall", release, "--namespace", namespace, "--timeout", timeout], release, namespace, doing="uninstall")
@@ -181,10 +218,12 @@ class Helm:
 
         return namespaced
 
-    async def _helm(self, args: Sequence[str], release: str, namespace: str, *, chart_ref: str = "", doing: str = "install") -> str:
+    async def _helm(self, args: Sequence[str], release: str, namespace: str, *, chart_ref: str = "", doing: str = "install",
+                    env: dict[str, str] | None = None) -> str:
         cmd = [self.executable, *args, *(["--kubeconfig", self.kubeconfig] if self.kubeconfig else [])]
         try:
-            proc = await asyncio.create_subprocess_exec(*cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            proc = await asyncio.create_subprocess_exec(*cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                                        env={**os.environ, **env} if env else None)
             stdout, stderr = await proc.communicate()
         except OSError as e:
             raise InfrastructureError(f"cannot run helm ({self.executable}): {e}") from None
@@ -235,6 +274,9 @@ def install_error(release: str, namespace: str, text: str) -> EnvciError:
         )
     return InfrastructureError(f"helm failed for release {release} in {namespace}: {text}")
 
+
+# Helm's words for a post-renderer that failed ("error while running post render on files").
+_POST_RENDER_FAILED = re.compile(r"post[ -]?render", re.IGNORECASE)
 
 # Helm's words for a chart it cannot find or cannot render: the user's input, not the cluster.
 _CHART_NOT_FOUND = re.compile(r'chart "[^"]+" (version "[^"]+" )?not found|path "[^"]+" not found|no chart (name|version) found|'

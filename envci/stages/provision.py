@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import threading
 import time
 from collections.abc import Mapping
@@ -23,6 +24,7 @@ from envci.config.model import Component
 from envci.errors import ConfigError, EnvciError, InfrastructureError, OwnershipError, SupersededError
 from envci.identity import is_older_build
 from envci.helm import Helm, load_values_files
+from envci.helmhold import Hold
 from envci.kube.client import Kube
 from envci.kube.lease import Lease
 from envci.manifests import Scope, check_components, cluster_scoped, component_files, file_objects
@@ -37,6 +39,7 @@ from envci.suspension import suspended_at
 from envci.urls import environment_urls
 
 Clock = Callable[[], datetime]
+log = logging.getLogger("envci.stages")
 
 
 def _utcnow() -> datetime:
@@ -135,7 +138,8 @@ def apply_manifests(kube: Kube, cfg: LoadedConfig, comp: Component) -> list[str]
     return names
 
 
-async def install_component(kube: Kube, helm: Helm | None, cfg: LoadedConfig, comp: Component, rec: st.ComponentRecord) -> str:
+async def install_component(kube: Kube, helm: Helm | None, cfg: LoadedConfig, comp: Component, rec: st.ComponentRecord,
+                            hold: Hold | None = None) -> str:
     ns = cfg.identity.namespace
     if comp.helm:
         assert helm is not None
@@ -146,7 +150,7 @@ async def install_component(kube: Kube, helm: Helm | None, cfg: LoadedConfig, co
         values = load_values_files([cfg.resolve_path(v) for v in h.values_files]) + [h.values]
         res = await helm.ensure(
             rec.release or comp.name, chart, namespace=ns, values=values, version=h.version, repo=h.repo,
-            timeout=comp.wait.timeout,
+            timeout=comp.wait.timeout, hold=hold,
         )
         rec.revision = res.revision
         rec.status = "installed"
@@ -265,30 +269,56 @@ async def _install_graph(
     failed: list[BaseException] = []
 
     async def one(c: Component) -> None:
-        try:
-            for dep in c.depends_on:
-                await asyncio.shield(ready[dep])
-            if failed:
-                raise _Skipped()
-            still_held()  # a stage that lost the lease installs nothing more
-            rep.progress(f"installing {c.name}")
-            msg = await install_component(kube, helm, cfg, c, state.components[c.name])
-            rep.progress(f"  {c.name}: {msg}")
-            if wait_for_dependency and c.name in needed and not failed:
-                await _in_daemon_thread(wait_for_dependency, [c.name])
-            ready[c.name].set_result(None)
-        except BaseException as e:
-            if not isinstance(e, _Skipped):
-                state.components[c.name].status = "failed"
-                failed.append(e)
-            ready[c.name].set_exception(_Skipped())
-            ready[c.name].exception()  # retrieved: a component nobody depends on must not warn
-            if isinstance(e, asyncio.CancelledError):
-                raise
+        async with contextlib.AsyncExitStack() as stack:
+            held: tuple[Hold, asyncio.Future[str]] | None = None
+            try:
+                held = await _held_install(stack, kube, helm, cfg, c, state.components[c.name])
+                for dep in c.depends_on:
+                    await asyncio.shield(ready[dep])
+                if failed:
+                    raise _Skipped()
+                still_held()  # a stage that lost the lease installs nothing more
+                rep.progress(f"installing {c.name}")
+                if held:
+                    held[0].release()
+                msg = await (held[1] if held else install_component(kube, helm, cfg, c, state.components[c.name]))
+                rep.progress(f"  {c.name}: {msg}")
+                if wait_for_dependency and c.name in needed and not failed:
+                    await _in_daemon_thread(wait_for_dependency, [c.name])
+                ready[c.name].set_result(None)
+            except BaseException as e:
+                if not isinstance(e, _Skipped):
+                    state.components[c.name].status = "failed"
+                    failed.append(e)
+                ready[c.name].set_exception(_Skipped())
+                ready[c.name].exception()  # retrieved: a component nobody depends on must not warn
+                if held and not held[1].done() and not isinstance(e, asyncio.CancelledError):
+                    held[0].call_off()  # helm stops before it records or applies anything
+                    await asyncio.wait([held[1]])
+                if isinstance(e, asyncio.CancelledError):
+                    raise
+            finally:
+                if held and held[1].done() and not held[1].cancelled():
+                    held[1].exception()  # called off: its error is expected, and already told if not
 
     await asyncio.gather(*(one(c) for c in comps))
     if failed:
         raise failed[0]
+
+
+async def _held_install(
+    stack: contextlib.AsyncExitStack, kube: Kube, helm: Helm | None, cfg: LoadedConfig, c: Component, rec: st.ComponentRecord,
+) -> tuple[Hold, asyncio.Future[str]] | None:
+    """For a chart that waits on dependencies: its helm started now and held before it applies
+    (helmhold.py), so starting, fetching and rendering overlap the wait. None where helm cannot hold."""
+    if not (c.helm and c.depends_on and helm is not None and await helm.can_hold()):
+        return None
+    try:
+        hold = await stack.enter_async_context(Hold())
+    except OSError as e:  # no Unix socket here (a temporary directory's path too long, say): install as usual
+        log.debug("%s: helm not held: %s", c.name, e)
+        return None
+    return hold, asyncio.ensure_future(install_component(kube, helm, cfg, c, rec, hold=hold))
 
 
 async def _in_daemon_thread(fn: Callable[[list[str]], None], names: list[str]) -> None:
