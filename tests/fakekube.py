@@ -269,6 +269,17 @@ class FakeKube:
             self._collect()
             return True
 
+    def delete_all(self, api_version: str, kind: str, namespace: str) -> None:
+        assert namespace, "delete_all needs a namespace"
+        with self._lock:
+            self._check("delete_all")
+            self.calls.append(f"delete all {kind} in {namespace}")
+            for key, obj in self.objects.items():
+                if key[0] == kind and key[1] == namespace:
+                    obj["metadata"].setdefault("deletionTimestamp", self.utcnow().strftime("%Y-%m-%dT%H:%M:%SZ"))
+                    self._bump(obj)
+            self._collect()
+
     def patch_merge(self, api_version: str, kind: str, name: str, patch: dict[str, Any], namespace: str | None = None) -> dict[str, Any]:
         with self._lock:
             self._check("patch_merge")

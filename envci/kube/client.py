@@ -439,6 +439,14 @@ class Kube:
         except _NotFound:
             return False
 
+    def delete_all(self, api_version: str, kind: str, namespace: str) -> None:
+        """Delete every object of a namespaced kind in one namespace (one request), Background propagation."""
+        if not namespace:  # the collection's path without a namespace is every namespace's
+            raise ValueError("delete_all needs a namespace")
+        path = self._resource(api_version, kind).path(namespace)
+        with contextlib.suppress(_NotFound):
+            self._object_call(lambda: self._rest("DELETE", path, body={"propagationPolicy": "Background"}), f"delete the {kind}s in {namespace}")
+
     def patch_merge(self, api_version: str, kind: str, name: str, patch: dict[str, Any], namespace: str | None = None) -> dict[str, Any]:
         path = self._resource(api_version, kind).path(namespace, name)
         return cast(dict[str, Any], self._object_call(

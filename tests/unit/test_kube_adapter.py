@@ -251,3 +251,20 @@ def test_opening_a_watch_answers_refusal_expiry_and_failure_apart(status: int, o
     else:
         with pytest.raises(outcome):
             k.open_watch("v1", "ConfigMap", "ns", resource_version="4", seconds=50)
+
+
+def test_delete_all_is_one_request_to_one_namespaces_collection_and_never_every_namespaces() -> None:
+    k = kube()
+    k._rest = stub = Answers({})  # type: ignore[method-assign]
+    k.delete_all("v1", "Pod", "envci-pr-1")
+    assert [(r["method"], r["path"], r["body"]) for r in stub.requests] == [
+        ("DELETE", "/api/v1/namespaces/envci-pr-1/pods", {"propagationPolicy": "Background"})]
+    k._rest = Answers(refusal(404))  # type: ignore[method-assign]
+    k.delete_all("v1", "Pod", "gone")  # nothing there: nothing to do
+    k._rest = Answers(refusal(403, FORBIDDEN))  # type: ignore[method-assign]
+    with pytest.raises(InfrastructureError, match="refused to delete the Pods in envci-pr-1"):
+        k.delete_all("v1", "Pod", "envci-pr-1")
+    k._rest = stub = Answers({})  # type: ignore[method-assign]
+    with pytest.raises(ValueError):
+        k.delete_all("v1", "Pod", "")
+    assert stub.requests == []

@@ -105,7 +105,8 @@ def test_teardown_goes_releases_then_external_resources_then_the_namespace(cfg: 
     assert out == {"name": cfg.identity.name, "namespace": ns, "deleted": True, "existed": True, "gone": True}
     assert kube.calls[0] == f"patch Namespace/{ns}"  # marked expired before anything is deleted
     order = [c for c in kube.calls if not c.startswith(("apply", "patch", "replace"))]
-    assert order == ["create Lease/envci-lock", "helm uninstall shop-db", f"delete Namespace/{ns}"]
+    # the pods after the namespace: their controllers, in a Terminating namespace, cannot make new ones
+    assert order == ["create Lease/envci-lock", "helm uninstall shop-db", f"delete Namespace/{ns}", f"delete all Pod in {ns}"]
     assert deleted == ["bucket-1"]
     assert kube.calls.index("apply ConfigMap/envci-state") < kube.calls.index("helm uninstall shop-db")  # "started" is recorded first
     assert kube.namespace(ns) is None and kube.list("apps/v1", "Deployment") == []
@@ -182,7 +183,8 @@ def test_a_namespace_already_terminating_is_only_waited_for(cfg: LoadedConfig) -
     kube.delete("v1", "Namespace", cfg.identity.namespace)
     kube.calls.clear()
     assert down(kube, cfg)["deleted"]
-    assert kube.calls == [f"delete Namespace/{cfg.identity.namespace}"]  # no lease, no record: it is going already
+    ns = cfg.identity.namespace
+    assert kube.calls == [f"delete Namespace/{ns}", f"delete all Pod in {ns}"]  # no lease, no record: it is going already
     assert kube.namespace(cfg.identity.namespace) is None
 
 
@@ -292,3 +294,11 @@ def test_a_newer_build_that_takes_the_environment_over_during_teardown_keeps_its
     out = down(kube, cfg, TakenOver(kube.calls, ["shop-db"]), build="100")
     assert out["superseded_by"] == "101" and not out["deleted"] and deleted == []  # its bucket stays too
     assert f"delete Namespace/{ns}" not in kube.calls and not kube.namespace(ns)["metadata"].get("deletionTimestamp")  # type: ignore[index]
+
+
+def test_a_role_that_may_not_delete_all_pods_at_once_still_tears_down(cfg: LoadedConfig) -> None:
+    kube = FakeKube()
+    provisioned(cfg, kube)
+    kube.fail("delete_all", InfrastructureError("Kubernetes API refused to delete the Pods in the namespace (403 Forbidden)"))
+    assert down(kube, cfg)["gone"]  # the namespace controller deletes them
+    assert kube.namespace(cfg.identity.namespace) is None
