@@ -265,19 +265,13 @@ async def _install_graph(
     first error is raised."""
     comps = cfg.spec.components
     needed = {d for c in comps for d in c.depends_on}
-    loop = asyncio.get_running_loop()
-    ready: dict[str, asyncio.Future[None]] = {c.name: loop.create_future() for c in comps}
-    installed: dict[str, asyncio.Future[None]] = {c.name: loop.create_future() for c in comps}
+    ready: dict[str, asyncio.Future[None]] = {c.name: asyncio.get_running_loop().create_future() for c in comps}
     failed: list[BaseException] = []
 
     async def one(c: Component) -> None:
         async with contextlib.AsyncExitStack() as stack:
             held: tuple[Hold, asyncio.Future[str]] | None = None
             try:
-                # A chart's helm starts once its dependencies are installed, not before: a helm
-                # process started sooner competes with theirs for the CPU.
-                for dep in c.depends_on:
-                    await asyncio.shield(installed[dep])
                 held = await _held_install(stack, kube, helm, cfg, c, state.components[c.name])
                 for dep in c.depends_on:
                     await asyncio.shield(ready[dep])
@@ -288,7 +282,6 @@ async def _install_graph(
                 if held:
                     held[0].release()
                 msg = await (held[1] if held else install_component(kube, helm, cfg, c, state.components[c.name]))
-                installed[c.name].set_result(None)
                 rep.progress(f"  {c.name}: {msg}")
                 if wait_for_dependency and c.name in needed and not failed:
                     await _in_daemon_thread(wait_for_dependency, [c.name])
@@ -297,10 +290,8 @@ async def _install_graph(
                 if not isinstance(e, _Skipped):
                     state.components[c.name].status = "failed"
                     failed.append(e)
-                for future in (installed[c.name], ready[c.name]):
-                    if not future.done():
-                        future.set_exception(_Skipped())
-                        future.exception()  # retrieved: a component nobody depends on must not warn
+                ready[c.name].set_exception(_Skipped())
+                ready[c.name].exception()  # retrieved: a component nobody depends on must not warn
                 if held and not held[1].done() and not isinstance(e, asyncio.CancelledError):
                     held[0].call_off()  # helm stops before it records or applies anything
                     await asyncio.wait([held[1]])
@@ -319,8 +310,7 @@ async def _held_install(
     stack: contextlib.AsyncExitStack, kube: Kube, helm: Helm | None, cfg: LoadedConfig, c: Component, rec: st.ComponentRecord,
 ) -> tuple[Hold, asyncio.Future[str]] | None:
     """For a chart that waits on dependencies: its helm started now and held before it applies
-    (helmhold.py), so starting, fetching and rendering overlap the wait for their readiness. None
-    where helm cannot hold."""
+    (helmhold.py), so starting, fetching and rendering overlap the wait. None where helm cannot hold."""
     if not (c.helm and c.depends_on and helm is not None and await helm.can_hold()):
         return None
     try:
