@@ -175,9 +175,10 @@ class Helm:
         try:
             return await self._helm([*args, *hold.args()], release, namespace, chart_ref=chart_ref, env=hold.env())
         except EnvciError as e:
-            # The post-renderer itself could not run (a temporary directory mounted noexec, say):
-            # nothing was recorded or applied, so install as usual once released, and hold no more.
-            if hold.reached or not _POST_RENDER_FAILED.search(e.message):
+            # Helm renders and post-renders before it records or applies anything, so a failure that
+            # names the post-renderer (one that cannot run: a temporary directory mounted noexec, say)
+            # left nothing behind: install as usual once released, and hold no more.
+            if hold.answer is False or not _POST_RENDER_FAILED.search(e.message):
                 raise
             self._holds = asyncio.get_running_loop().create_future()
             self._holds.set_result(False)

@@ -269,7 +269,7 @@ async def _install_graph(
     failed: list[BaseException] = []
 
     async def one(c: Component) -> None:
-        async with contextlib.AsyncExitStack() as stack:
+        with contextlib.ExitStack() as stack:
             held: tuple[Hold, asyncio.Future[str]] | None = None
             try:
                 held = await _held_install(stack, kube, helm, cfg, c, state.components[c.name])
@@ -307,15 +307,15 @@ async def _install_graph(
 
 
 async def _held_install(
-    stack: contextlib.AsyncExitStack, kube: Kube, helm: Helm | None, cfg: LoadedConfig, c: Component, rec: st.ComponentRecord,
+    stack: contextlib.ExitStack, kube: Kube, helm: Helm | None, cfg: LoadedConfig, c: Component, rec: st.ComponentRecord,
 ) -> tuple[Hold, asyncio.Future[str]] | None:
     """For a chart that waits on dependencies: its helm started now and held before it applies
     (helmhold.py), so starting, fetching and rendering overlap the wait. None where helm cannot hold."""
     if not (c.helm and c.depends_on and helm is not None and await helm.can_hold()):
         return None
     try:
-        hold = await stack.enter_async_context(Hold())
-    except OSError as e:  # no Unix socket here (a temporary directory's path too long, say): install as usual
+        hold = stack.enter_context(Hold())
+    except OSError as e:  # no FIFO here: install as usual
         log.debug("%s: helm not held: %s", c.name, e)
         return None
     return hold, asyncio.ensure_future(install_component(kube, helm, cfg, c, rec, hold=hold))

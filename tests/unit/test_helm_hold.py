@@ -1,18 +1,21 @@
-"""The held install's post-renderer, run as Helm runs it (manifests on stdin, the socket's path in
-its environment): it hands the manifests on only once released, fails once called off or once envci
-is gone, and writes nothing to disk."""
+"""The held install's post-renderer, run as Helm runs it (manifests on stdin, the answer FIFO's path in
+its environment): it hands the manifests on unchanged only once released, fails once called off or
+once envci is gone, and writes nothing to disk."""
 
 from __future__ import annotations
 
-import asyncio
 import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from envci.helmhold import Hold, holds
 
-MANIFESTS = b"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: held}\ndata: {password: not-on-disk}\n"
+MANIFESTS = b"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: held}\ndata: {password: not-on-disk}\n\n"
 
 
 @pytest.mark.parametrize(
@@ -23,98 +26,75 @@ def test_only_helm_3_from_3_1_takes_an_executable_post_renderer(version: str, ex
     assert holds(version) is expected
 
 
-async def _render(hold: Hold) -> asyncio.subprocess.Process:
-    proc = await asyncio.create_subprocess_exec(
-        hold.args()[1], stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, **hold.env()},
-    )
-    assert proc.stdin is not None
-    proc.stdin.write(MANIFESTS)
-    proc.stdin.close()
+def render(script: str, answer: str) -> subprocess.Popen[bytes]:
+    """The post-renderer as Helm starts it, its input written and closed."""
+    read, write = os.pipe()
+    os.write(write, MANIFESTS)
+    os.close(write)
+    proc = subprocess.Popen([script], stdin=read, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "ENVCI_HELM_HOLD": answer})
+    os.close(read)
     return proc
 
 
-async def _until_reached(hold: Hold) -> None:
-    for _ in range(500):
-        if hold.reached:
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("the post-renderer never asked")
-
-
 def test_released_it_hands_the_manifests_on_unchanged() -> None:
-    async def run() -> tuple[bytes, int | None, bool]:
-        async with Hold() as hold:
-            assert hold.args()[0] == "--post-renderer"
-            proc = await _render(hold)
-            await _until_reached(hold)
-            await asyncio.sleep(0.2)
-            still_held = proc.returncode is None
-            hold.release()
-            out, _ = await proc.communicate()
-            return out, proc.returncode, still_held
+    with Hold() as hold:
+        assert hold.args()[0] == "--post-renderer"
+        proc = render(hold.args()[1], hold.env()["ENVCI_HELM_HOLD"])
+        time.sleep(0.3)
+        assert proc.poll() is None  # read its input, waits for the answer
+        hold.release()
+        out, _ = proc.communicate(timeout=10)
+    assert (out, proc.returncode) == (MANIFESTS, 0)  # byte for byte, trailing blank line included
 
-    out, code, still_held = asyncio.run(run())
-    assert still_held  # waits for the answer after reading its input
-    assert (out, code) == (MANIFESTS, 0)
+
+def test_an_answer_given_before_it_asks_is_kept_for_it() -> None:
+    with Hold() as hold:
+        hold.release()
+        out, _ = render(hold.args()[1], hold.env()["ENVCI_HELM_HOLD"]).communicate(timeout=10)
+    assert out == MANIFESTS
 
 
 def test_called_off_it_fails_and_hands_nothing_on() -> None:
-    async def run() -> tuple[bytes, bytes, int | None]:
-        async with Hold() as hold:
-            proc = await _render(hold)
-            await _until_reached(hold)
-            hold.call_off()
-            hold.release()  # the first answer counts
-            out, err = await proc.communicate()
-            return out, err, proc.returncode
-
-    out, err, code = asyncio.run(run())
-    assert code == 1 and out == b""
+    with Hold() as hold:
+        proc = render(hold.args()[1], hold.env()["ENVCI_HELM_HOLD"])
+        hold.call_off()
+        hold.release()  # the first answer counts
+        out, err = proc.communicate(timeout=10)
+    assert (out, proc.returncode) == (b"", 1)
     assert b"called this install off" in err
 
 
-def test_with_envci_gone_it_fails_and_its_directory_is_removed(tmp_path: Path) -> None:
-    async def gone(script: str, socket_path: Path) -> tuple[bytes, int | None]:
-        proc = await asyncio.create_subprocess_exec(
-            script, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
-            env={**os.environ, "ENVCI_HELM_HOLD": str(socket_path)},
-        )
-        out, _ = await proc.communicate(MANIFESTS)
-        return out, proc.returncode
+def test_with_envci_killed_it_fails_instead_of_waiting_forever(tmp_path: Path) -> None:
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import time\nfrom envci.helmhold import Hold\nh = Hold().__enter__()\n"
+         "print(h.args()[1], h.env()['ENVCI_HELM_HOLD'], flush=True)\ntime.sleep(60)"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    assert holder.stdout is not None
+    script, answer = holder.stdout.readline().split()
+    try:
+        proc = render(script, answer)
+        time.sleep(0.3)
+        assert proc.poll() is None
+        holder.send_signal(signal.SIGKILL)  # no cleanup, no answer: only its open FIFO goes
+        out, _ = proc.communicate(timeout=10)
+        assert (out, proc.returncode) == (b"", 1)
+    finally:
+        holder.kill()
+        holder.wait()
+        subprocess.run(["rm", "-rf", str(Path(script).parent)], check=False)
 
-    async def run() -> tuple[list[tuple[bytes, int | None]], Path]:
-        def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            writer.close()  # as a process that dies while helm waits
 
-        dead = await asyncio.start_unix_server(hang_up, path=str(tmp_path / "dead"))
-        async with Hold() as hold:
-            script = hold.args()[1]
-            where = Path(script).parent
-            assert oct(where.stat().st_mode & 0o777) == "0o700"
-            results = [await gone(script, tmp_path / "dead"), await gone(script, tmp_path / "never-listened")]
-        dead.close()
-        return results, where
-
-    results, where = asyncio.run(run())
-    assert results == [(b"", 1), (b"", 1)]
+def test_its_directory_is_private_holds_nothing_it_renders_and_goes_at_the_end() -> None:
+    with Hold() as hold:
+        where = Path(hold.args()[1]).parent
+        assert oct(where.stat().st_mode & 0o777) == "0o700"
+        proc = render(hold.args()[1], hold.env()["ENVCI_HELM_HOLD"])
+        time.sleep(0.3)
+        for f in where.iterdir():
+            if f.is_file():
+                assert b"not-on-disk" not in f.read_bytes()
+        hold.release()
+        proc.communicate(timeout=10)
     assert not where.exists()
-
-
-def test_nothing_it_holds_reaches_the_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TMPDIR", str(tmp_path))
-    import tempfile
-
-    monkeypatch.setattr(tempfile, "tempdir", None)
-
-    async def run() -> None:
-        async with Hold() as hold:
-            proc = await _render(hold)
-            await _until_reached(hold)
-            for f in tmp_path.rglob("*"):
-                if f.is_file():
-                    assert b"not-on-disk" not in f.read_bytes()
-            hold.release()
-            await proc.communicate()
-
-    asyncio.run(run())
