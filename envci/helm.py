@@ -119,13 +119,19 @@ class Helm:
         return await asyncio.shield(self._holds)
 
     async def _version_holds(self) -> bool:
+        known = _HoldsCache.read(self.executable)
+        if known is not None:
+            return known
         try:
             proc = await asyncio.create_subprocess_exec(self.executable, "version", "--template", "{{.Version}}",
                                                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
             out, _ = await proc.communicate()
         except OSError:
             return False
-        return proc.returncode == 0 and holds(out.decode(errors="replace"))
+        answer = proc.returncode == 0 and holds(out.decode(errors="replace"))
+        if proc.returncode == 0:
+            _HoldsCache.write(self.executable, answer)
+        return answer
 
     async def ensure(
         self,
@@ -274,6 +280,56 @@ def install_error(release: str, namespace: str, text: str) -> EnvciError:
             f"{release} depends_on), or check apiVersion and kind",
         )
     return InfrastructureError(f"helm failed for release {release} in {namespace}: {text}")
+
+
+class _HoldsCache:
+    """Whether a helm binary takes an executable post-renderer, remembered across processes by its
+    path, size and modification time: asking it costs a helm process (30-40 ms of CPU) per provision."""
+
+    @staticmethod
+    def _file() -> Path:
+        from envci.cachedir import cache_root
+
+        return cache_root() / "helm-post-renderer.json"
+
+    @staticmethod
+    def _key(executable: str) -> str | None:
+        try:
+            path = os.path.realpath(shutil.which(executable) or executable)
+            st = os.stat(path)
+        except (OSError, TypeError):
+            return None
+        return f"{path}:{st.st_size}:{st.st_mtime_ns}"
+
+    @classmethod
+    def read(cls, executable: str) -> bool | None:
+        key = cls._key(executable)
+        try:
+            known = json.loads(cls._file().read_text(encoding="utf-8")).get(key) if key else None
+        except (OSError, ValueError, AttributeError):
+            return None
+        return known if isinstance(known, bool) else None
+
+    @classmethod
+    def write(cls, executable: str, answer: bool) -> None:
+        key = cls._key(executable)
+        if key is None:
+            return
+        path = cls._file()
+        try:
+            known = json.loads(path.read_text(encoding="utf-8"))
+            known = known if isinstance(known, dict) else {}
+        except (OSError, ValueError):
+            known = {}
+        known = {k: v for k, v in known.items() if not k.startswith(key.rsplit(":", 2)[0] + ":")}  # one entry per path
+        known[key] = answer
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f"{path.name}.{os.getpid()}")
+            tmp.write_text(json.dumps(known), encoding="utf-8")
+            os.replace(tmp, path)  # concurrent provisions: one whole file wins
+        except OSError:
+            pass  # a read-only home: ask helm again next time
 
 
 # Helm's words for a post-renderer that failed ("error while running post render on files").

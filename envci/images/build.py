@@ -61,8 +61,9 @@ class Sources:
     def cache_dir(self) -> Path:
         if self.cache:
             return self.cache / "images"
-        root = os.environ.get("ENVCI_CACHE_DIR") or os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "envci")
-        return Path(root) / "images"
+        from envci.cachedir import cache_root
+
+        return cache_root() / "images"
 
     def bins(self) -> Path:
         if self.bin_dir:

@@ -98,3 +98,28 @@ def test_its_directory_is_private_holds_nothing_it_renders_and_goes_at_the_end()
         hold.release()
         proc.communicate(timeout=10)
     assert not where.exists()
+
+
+def test_whether_helm_can_hold_is_asked_once_per_binary_and_again_when_it_changes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    from envci.helm import Helm
+
+    monkeypatch.setenv("ENVCI_CACHE_DIR", str(tmp_path / "cache"))
+    asked = tmp_path / "asked"
+    fake = tmp_path / "helm"
+
+    def make(version: str) -> None:
+        fake.write_text(f"#!/bin/sh\necho x >> {asked}\nprintf {version}\n")
+        fake.chmod(0o755)
+
+    def can_hold() -> bool:
+        monkeypatch.setenv("ENVCI_HELM", str(fake))
+        return asyncio.run(Helm().can_hold())
+
+    make("v3.22.0")
+    assert [can_hold(), can_hold(), can_hold()] == [True, True, True]
+    assert asked.read_text().count("x") == 1  # later provisions read the answer
+    make("v4.0.0")  # another helm at the same path
+    assert can_hold() is False
+    assert asked.read_text().count("x") == 2
