@@ -9,8 +9,10 @@ unchanged) or called off (it fails, and Helm stops with nothing recorded or appl
 
 The post-renderer is a few lines of sh (a Python one cost 60 ms of CPU per install) that reads
 envci's answer from a FIFO in a private directory. envci keeps the FIFO open from the start, so the
-post-renderer never waits to open it, and when envci is gone, so is the last writer: the read ends
-empty and the install is called off. The manifests never touch the disk.
+post-renderer never waits to open it while envci lives, and when envci is gone, so is the last
+writer: a read under way ends empty and the install is called off. A post-renderer that starts
+after envci died finds envci's process gone (a FIFO without a writer would block its open) or, after
+a clean exit, no FIFO at all. The manifests never touch the disk.
 """
 
 from __future__ import annotations
@@ -22,17 +24,21 @@ import tempfile
 from pathlib import Path
 
 ANSWER_ENV = "ENVCI_HELM_HOLD"
+HOLDER_ENV = "ENVCI_HELM_HOLDER"
 
 _POST_RENDERER = """#!/bin/sh
 # envci's held install: the manifests go on unchanged once envci answers 1.
 manifests=$(cat; echo x)
-IFS= read -r answer < "$%s" || answer=""
+answer=""
+if kill -0 "$%s" 2>/dev/null; then
+    IFS= read -r answer < "$%s" || answer=""
+fi
 if [ "$answer" != 1 ]; then
     echo "envci called this install off before it applied anything" >&2
     exit 1
 fi
 printf '%%s' "${manifests%%x}"
-""" % ANSWER_ENV
+""" % (HOLDER_ENV, ANSWER_ENV)
 
 
 def holds(version: str) -> bool:
@@ -68,11 +74,11 @@ class Hold:
 
     def __exit__(self, *exc: object) -> None:
         self.call_off()
+        if self._dir is not None:  # gone first: a post-renderer opening it now fails, never waits
+            shutil.rmtree(self._dir, ignore_errors=True)
         if self._fd is not None:
             os.close(self._fd)  # a post-renderer still reading gets an empty answer: called off
             self._fd = None
-        if self._dir is not None:
-            shutil.rmtree(self._dir, ignore_errors=True)
 
     def args(self) -> list[str]:
         assert self._dir is not None, "enter the Hold first"
@@ -80,7 +86,7 @@ class Hold:
 
     def env(self) -> dict[str, str]:
         assert self._dir is not None, "enter the Hold first"
-        return {ANSWER_ENV: str(self._dir / "answer")}
+        return {ANSWER_ENV: str(self._dir / "answer"), HOLDER_ENV: str(os.getpid())}
 
     def release(self) -> None:
         self._decide(True)

@@ -26,13 +26,13 @@ def test_only_helm_3_from_3_1_takes_an_executable_post_renderer(version: str, ex
     assert holds(version) is expected
 
 
-def render(script: str, answer: str) -> subprocess.Popen[bytes]:
+def render(script: str, answer: str, holder: int | None = None) -> subprocess.Popen[bytes]:
     """The post-renderer as Helm starts it, its input written and closed."""
     read, write = os.pipe()
     os.write(write, MANIFESTS)
     os.close(write)
     proc = subprocess.Popen([script], stdin=read, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env={**os.environ, "ENVCI_HELM_HOLD": answer})
+                            env={**os.environ, "ENVCI_HELM_HOLD": answer, "ENVCI_HELM_HOLDER": str(holder or os.getpid())})
     os.close(read)
     return proc
 
@@ -65,7 +65,7 @@ def test_called_off_it_fails_and_hands_nothing_on() -> None:
     assert b"called this install off" in err
 
 
-def test_with_envci_killed_it_fails_instead_of_waiting_forever(tmp_path: Path) -> None:
+def test_with_envci_killed_it_fails_instead_of_waiting_forever() -> None:
     holder = subprocess.Popen(
         [sys.executable, "-c", "import time\nfrom envci.helmhold import Hold\nh = Hold().__enter__()\n"
          "print(h.args()[1], h.env()['ENVCI_HELM_HOLD'], flush=True)\ntime.sleep(60)"],
@@ -74,12 +74,16 @@ def test_with_envci_killed_it_fails_instead_of_waiting_forever(tmp_path: Path) -
     assert holder.stdout is not None
     script, answer = holder.stdout.readline().split()
     try:
-        proc = render(script, answer)
+        proc = render(script, answer, holder.pid)
         time.sleep(0.3)
         assert proc.poll() is None
         holder.send_signal(signal.SIGKILL)  # no cleanup, no answer: only its open FIFO goes
         out, _ = proc.communicate(timeout=10)
         assert (out, proc.returncode) == (b"", 1)
+        holder.wait()
+        late = render(script, answer, holder.pid)  # helm got to its post-renderer after envci died
+        out, _ = late.communicate(timeout=10)
+        assert (out, late.returncode) == (b"", 1)
     finally:
         holder.kill()
         holder.wait()
